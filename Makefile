@@ -1,0 +1,14 @@
+.DEFAULT_GOAL := help
+.PHONY: help run test lint
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+run: ## serve the app at http://127.0.0.1:8000 (memory mode, one process)
+	./scripts/run
+
+test: ## run the whole test suite (installs what it needs)
+	./scripts/test
+
+lint: ## ruff and mypy
+	.venv/bin/python -m pip install -q ruff mypy && .venv/bin/ruff check backend tests && .venv/bin/mypy

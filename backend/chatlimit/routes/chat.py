@@ -1,0 +1,66 @@
+"""POST /chat, the rate-limited endpoint, and GET /api/quota, which reads the same limits."""
+
+from __future__ import annotations
+
+from email.message import Message
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+
+from ..limiting import ChatLimiter
+from ..responders import reply_to
+from ..schemas import ChatRequest, ChatResponse, ErrorBody, QuotaResponse, RateLimitedBody
+from ..settings import Settings
+
+
+def require_json(request: Request) -> None:
+    """Refuse non-JSON bodies with 415 rather than a confusing validation error."""
+    content_type = request.headers.get("content-type", "")
+    parsed = Message()
+    parsed["content-type"] = content_type
+    subtype = parsed.get_content_subtype()
+    if parsed.get_content_maintype() != "application" or not (
+        subtype == "json" or subtype.endswith("+json")
+    ):
+        raise HTTPException(415, "Send the message as JSON: Content-Type: application/json.")
+
+
+def build_router(limiter: ChatLimiter, settings: Settings) -> APIRouter:
+    router = APIRouter(tags=["chat"])
+
+    @router.post(
+        "/chat",
+        dependencies=[Depends(require_json)],
+        responses={
+            400: {"model": ErrorBody},
+            413: {"model": ErrorBody},
+            415: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+            429: {"model": RateLimitedBody},
+            503: {"model": ErrorBody},
+        },
+    )
+    @limiter.limit(settings.rate_limit)
+    async def chat(request: Request, response: Response, body: ChatRequest) -> ChatResponse:
+        """Send a message and get a reply; each accepted message costs one request of quota."""
+        quota = getattr(request.state, "quota", None)
+        return ChatResponse(
+            reply=reply_to(body.message),
+            served_by=settings.instance_name,
+            quota=quota.as_dict() if quota else None,
+        )
+
+    chat_route = f"{__name__}.chat"
+
+    @router.get("/api/quota", responses={503: {"model": ErrorBody}})
+    async def quota(request: Request, response: Response) -> QuotaResponse:
+        """The caller's current /chat quota, consuming nothing."""
+        verdict = await limiter.quota(request, chat_route)
+        if verdict is not None:
+            response.headers.update(limiter.headers_for(request))
+        return QuotaResponse(
+            served_by=settings.instance_name,
+            enabled=limiter.enabled,
+            quota=verdict.quota.as_dict() if verdict else None,
+        )
+
+    return router

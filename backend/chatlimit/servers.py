@@ -1,0 +1,178 @@
+"""Real server processes on loopback: free ports, readiness polling and a redis-server.
+
+Used by `chatlimit cluster`, `chatlimit bench` and the test fixtures alike, so what users
+run is what is tested.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INSTALL_HINTS = {
+    "redis-server": "install it with: sudo apt-get install redis-server",
+    "nginx": "install it with: sudo apt-get install nginx-light",
+    "wrk": "install it with: sudo apt-get install wrk",
+}
+
+
+class MissingBinary(RuntimeError):
+    """A server binary is not installed; the message says how to install it."""
+
+
+def find_binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        hint = INSTALL_HINTS.get(name, f"install {name}")
+        raise MissingBinary(f"{name} not found: {hint}")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    ready: Callable[[], bool], *, timeout: float = 15.0, interval: float = 0.02, what: str = "it"
+) -> None:
+    """Poll `ready` until it is true; a readiness check, not a sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
+@dataclass
+class Process:
+    """A child process with its log file, stopped with SIGTERM then SIGKILL."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                list(self.argv), stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                cwd=self.cwd, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port with its own data directory."""
+
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, appendonly: bool = False,
+        extra_args: Sequence[str] = (), name: str = "redis",
+    ) -> None:
+        self.binary = find_binary("redis-server")
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.extra_args = list(extra_args)
+        self.dir = workdir / f"{name}-data"
+        self.process = Process(name, self._argv(), workdir / f"{name}.log")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _argv(self) -> list[str]:
+        return [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.dir), "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--daemonize", "no", "--protected-mode", "no", "--logfile", "",
+            *self.extra_args,
+        ]
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.process.argv = self._argv()
+        self.process.start()
+        try:
+            wait_until(self.ping, timeout=timeout, what=f"redis-server on port {self.port}")
+        except TimeoutError as exc:
+            raise RuntimeError(f"{exc}\n{self.process.log_tail()}") from None
+        return self
+
+    def ping(self) -> bool:
+        try:
+            return self.command("PING") == "+PONG"
+        except OSError:
+            return False
+
+    def command(self, *args: str, timeout: float = 2.0) -> str:
+        """One command over a plain socket (RESP); returns the first reply line."""
+        payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+            sock.sendall(payload.encode())
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.decode(errors="replace").split("\r\n", 1)[0]
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,165 @@
+"""The one settings object: every environment variable chatlimit reads is a field here."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from functools import cached_property
+from typing import Annotated, Literal
+
+from limits import RateLimitItem
+from limits.util import parse_many
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Strategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
+FailMode = Literal["open", "closed"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+STORAGE_SCHEMES = ("memory", *REDIS_SCHEMES)
+
+# What each variable accepts, for the one-line start-up error.
+ACCEPTS = {
+    "storage_uri": "memory:// or a Redis URI (" + ", ".join(f"{s}://" for s in REDIS_SCHEMES) + ")",
+    "rate_limit": "a slowapi limit string such as 3/minute, or several joined by ';' "
+    "(3/minute;20/hour)",
+    "rate_limit_strategy": "fixed-window, moving-window or sliding-window-counter",
+    "rate_limit_enabled": "true or false",
+    "trusted_proxies": "comma-separated IP addresses or CIDR networks, e.g. 127.0.0.1,10.0.0.0/8",
+    "instance_name": "a name of 1 to 64 letters, digits, '.', '_' or '-'",
+    "replica_names": "comma-separated instance names, e.g. app-1,app-2,app-3",
+    "host": "an address to bind, e.g. 127.0.0.1 or 0.0.0.0",
+    "port": "a TCP port from 1 to 65535",
+    "fail_mode": "open or closed",
+    "redis_connect_timeout": "seconds greater than 0 and at most 30, e.g. 0.25",
+    "redis_socket_timeout": "seconds greater than 0 and at most 30, e.g. 0.25",
+    "max_body_bytes": "a number of bytes from 1024 to 10485760",
+    "access_log": "true or false",
+    "log_level": "debug, info, warning or error",
+}
+
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_USERINFO = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:@/]*):(?P<password>[^@/]*)@", re.I)
+_QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|sentinel_password)=)[^&]*", re.I)
+
+
+def mask_uri(uri: str) -> str:
+    """The URI with any password replaced by ***, safe for logs, pages and /api/info."""
+    masked = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", uri)
+    return _QUERY_SECRET.sub(lambda m: f"{m['key']}***", masked)
+
+
+class SettingsError(Exception):
+    """A configuration error, reported as one line naming the variable and what it accepts."""
+
+
+class Settings(BaseSettings):
+    """chatlimit's configuration. Defaults run with no environment at all."""
+
+    # No env_file on purpose: a stray .env must not change behaviour silently.
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    storage_uri: str = "memory://"
+    redis_url: str | None = None
+    rate_limit: str = "3/minute"
+    rate_limit_strategy: Strategy = "fixed-window"
+    rate_limit_enabled: bool = True
+    trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = (
+        ipaddress.ip_network("127.0.0.1/32"),
+    )
+    instance_name: str = Field(default_factory=socket.gethostname)
+    # The names of all replicas behind the same load balancer (scaled mode), for the page's
+    # per-replica view through nginx's /replica/<name>/ routes. Empty in single mode.
+    replica_names: Annotated[tuple[str, ...], NoDecode] = ()
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    fail_mode: FailMode = "open"
+    redis_connect_timeout: float = Field(default=0.25, gt=0, le=30)
+    redis_socket_timeout: float = Field(default=0.25, gt=0, le=30)
+    max_body_bytes: int = Field(default=65536, ge=1024, le=10 * 1024 * 1024)
+    access_log: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _redis_url_is_the_guides_name(cls, data: object) -> object:
+        # The guide calls the variable REDIS_URL; STORAGE_URI wins when both are set.
+        if isinstance(data, dict):
+            lowered = {k.lower(): v for k, v in data.items()}
+            if not lowered.get("storage_uri") and lowered.get("redis_url"):
+                data = {**data, "storage_uri": lowered["redis_url"]}
+        return data
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in STORAGE_SCHEMES:
+            raise ValueError("unsupported storage scheme")
+        if scheme.lower() != "memory" and not rest:
+            raise ValueError("missing host")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parsable_limit(cls, value: str) -> str:
+        value = value.strip()
+        parse_many(value)  # raises ValueError with a clear message
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
+        return value
+
+    @field_validator("replica_names", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("instance_name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("bad instance name")
+        return value
+
+    @field_validator("replica_names")
+    @classmethod
+    def _safe_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(_NAME.fullmatch(name) for name in value):
+            raise ValueError("bad replica name")
+        return value
+
+    @cached_property
+    def limits(self) -> list[RateLimitItem]:
+        return parse_many(self.rate_limit)
+
+    @property
+    def storage_kind(self) -> Literal["memory", "redis"]:
+        return "memory" if self.storage_uri.lower().startswith("memory://") else "redis"
+
+    @property
+    def storage_uri_masked(self) -> str:
+        return mask_uri(self.storage_uri)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and overrides), or one SettingsError line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        raw = error.get("input")
+        shown = mask_uri(raw) if isinstance(raw, str) else raw
+        variable = field.upper()
+        accepts = ACCEPTS.get(field, "a valid value")
+        raise SettingsError(f"{variable}={shown!r} is invalid: accepts {accepts}") from None

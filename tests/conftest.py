@@ -1,0 +1,61 @@
+"""Fixtures that start real servers: redis-server on a free loopback port, apps under test.
+
+A test that needs a binary that is not installed skips locally with the reason, and fails
+under CI=true: CI must run everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from chatlimit.main import create_app
+from chatlimit.servers import MissingBinary, RedisServer
+
+from .support import ClientFactory, make_settings, missing
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+    except MissingBinary as exc:
+        missing(str(exc))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A clean database on the session's redis-server."""
+    if not redis_server.ping():  # a test may have stopped it
+        redis_server.start()
+    redis_server.command("FLUSHALL")
+    return redis_server.url
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage_uri(request: pytest.FixtureRequest) -> str:
+    """Runs a test once against memory:// and once against a real redis-server."""
+    if request.param == "memory":
+        return "memory://"
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+def make_client() -> Iterator[ClientFactory]:
+    """Build an app from Settings overrides and enter its lifespan; the direct peer defaults to
+    an untrusted public address, like a browser talking to the app."""
+    opened: list[TestClient] = []
+
+    def factory(peer: str = "203.0.113.10", **overrides: Any) -> TestClient:
+        client = TestClient(create_app(make_settings(**overrides)), client=(peer, 50000))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield factory
+    for client in opened:
+        client.__exit__(None, None, None)

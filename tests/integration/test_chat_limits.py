@@ -1,0 +1,173 @@
+"""The /chat limit, against memory:// and a real redis-server, for every strategy."""
+
+from __future__ import annotations
+
+import time
+from http import HTTPStatus
+
+import pytest
+
+from chatlimit.counters import round_trips
+from chatlimit.servers import RedisServer
+
+from ..support import STRATEGIES, ClientFactory
+
+RATE_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy", "RateLimit"]
+
+
+def chat(client, message: str = "hello", **headers: str):  # type: ignore[no-untyped-def]
+    return client.post("/chat", json={"message": message}, headers=headers)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_fourth_request_in_a_minute_is_rejected_with_retry_after(
+    make_client: ClientFactory, storage_uri: str, strategy: str
+) -> None:
+    client = make_client(storage_uri=storage_uri, rate_limit_strategy=strategy)
+    answers = [chat(client) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.json()["quota"]["remaining"] for a in answers[:3]] == [2, 1, 0]
+    rejected = answers[3]
+    body = rejected.json()
+    assert body["detail"] == "Rate limit exceeded: 3 per 1 minute"
+    assert body["quota"] == {"limit": 3, "remaining": 0, "reset_after": body["retry_after"]}
+    assert 1 <= body["retry_after"] <= 60
+    assert rejected.headers["Retry-After"] == str(body["retry_after"])
+    assert rejected.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_a_200_carries_quota_and_rate_limit_headers_but_no_retry_after(
+    make_client: ClientFactory, storage_uri: str
+) -> None:
+    answer = chat(make_client(storage_uri=storage_uri))
+    assert answer.status_code == HTTPStatus.OK
+    body = answer.json()
+    assert body["served_by"] == "test-1"
+    assert body["reply"]
+    assert body["quota"] == {"limit": 3, "remaining": 2, "reset_after": 60}
+    for name in RATE_HEADERS:
+        assert name in answer.headers
+    assert "Retry-After" not in answer.headers
+    assert answer.headers["X-RateLimit-Limit"] == "3"
+    assert answer.headers["X-RateLimit-Remaining"] == "2"
+    reset = int(answer.headers["X-RateLimit-Reset"])
+    assert time.time() + 55 <= reset <= time.time() + 62
+    assert answer.headers["RateLimit-Policy"] == '"3-per-1-minute";q=3;w=60'
+    assert answer.headers["RateLimit"] == '"3-per-1-minute";r=2;t=60'
+
+
+def test_with_several_limits_the_headers_describe_the_tightest(
+    make_client: ClientFactory, storage_uri: str
+) -> None:
+    client = make_client(storage_uri=storage_uri, rate_limit="5/minute;2/hour")
+    first = chat(client)
+    assert first.headers["X-RateLimit-Limit"] == "2"
+    assert first.headers["RateLimit"] == '"2-per-1-hour";r=1;t=3600'
+    assert first.headers["RateLimit-Policy"] == '"5-per-1-minute";q=5;w=60, "2-per-1-hour";q=2;w=3600'
+    chat(client)
+    third = chat(client)
+    assert third.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert third.json()["detail"] == "Rate limit exceeded: 2 per 1 hour"
+
+
+def test_every_response_names_the_instance(make_client: ClientFactory) -> None:
+    client = make_client(instance_name="replica-b")
+    for answer in (client.get("/"), client.get("/healthz"), client.get("/nope"), chat(client)):
+        assert answer.headers["X-Served-By"] == "replica-b"
+
+
+def test_quota_endpoint_consumes_nothing(make_client: ClientFactory, storage_uri: str) -> None:
+    client = make_client(storage_uri=storage_uri)
+    fresh = client.get("/api/quota").json()
+    assert fresh["quota"] == {"limit": 3, "remaining": 3, "reset_after": 0}
+    chat(client)
+    for _ in range(5):
+        seen = client.get("/api/quota").json()["quota"]
+        assert seen["remaining"] == 2
+        assert 55 <= seen["reset_after"] <= 60
+    assert [chat(client).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_different_user_agents_have_separate_quotas(make_client: ClientFactory, storage_uri: str) -> None:
+    client = make_client(storage_uri=storage_uri, rate_limit="1/minute")
+    assert chat(client, **{"User-Agent": "alice"}).status_code == HTTPStatus.OK
+    assert chat(client, **{"User-Agent": "alice"}).status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert chat(client, **{"User-Agent": "bob"}).status_code == HTTPStatus.OK
+
+
+def test_a_direct_client_cannot_mint_quota_with_x_forwarded_for(
+    make_client: ClientFactory, storage_uri: str
+) -> None:
+    client = make_client(storage_uri=storage_uri, rate_limit="1/minute", peer="203.0.113.10")
+    assert chat(client, **{"X-Forwarded-For": "1.1.1.1"}).status_code == HTTPStatus.OK
+    for spoof in ("2.2.2.2", "3.3.3.3, 4.4.4.4", "::1", "garbage"):
+        assert chat(client, **{"X-Forwarded-For": spoof}).status_code == HTTPStatus.TOO_MANY_REQUESTS
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_quota(
+    make_client: ClientFactory, storage_uri: str
+) -> None:
+    client = make_client(storage_uri=storage_uri, rate_limit="1/minute", peer="127.0.0.1")
+    assert chat(client, **{"X-Forwarded-For": "198.51.100.1"}).status_code == HTTPStatus.OK
+    assert chat(client, **{"X-Forwarded-For": "198.51.100.2"}).status_code == HTTPStatus.OK
+    assert chat(client, **{"X-Forwarded-For": "198.51.100.1"}).status_code == HTTPStatus.TOO_MANY_REQUESTS
+    # What the client wrote to the left of the proxy's own entry changes nothing.
+    spoofed = chat(client, **{"X-Forwarded-For": "9.9.9.9, 198.51.100.1"})
+    assert spoofed.status_code == HTTPStatus.TOO_MANY_REQUESTS
+
+
+def test_rejected_input_consumes_no_quota(make_client: ClientFactory, storage_uri: str) -> None:
+    client = make_client(storage_uri=storage_uri, rate_limit="1/minute")
+    for _ in range(3):
+        assert client.post("/chat", json={"message": ""}).status_code == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert chat(client).status_code == HTTPStatus.OK
+
+
+def test_with_the_limiter_disabled_nothing_is_limited(make_client: ClientFactory, storage_uri: str) -> None:
+    client = make_client(storage_uri=storage_uri, rate_limit_enabled=False)
+    answers = [chat(client) for _ in range(6)]
+    assert {a.status_code for a in answers} == {HTTPStatus.OK}
+    assert answers[0].json()["quota"] is None
+    assert "X-RateLimit-Limit" not in answers[0].headers
+    assert client.get("/api/quota").json() == {"served_by": "test-1", "enabled": False, "quota": None}
+
+
+def test_storage_keys_hold_a_hash_never_the_address(make_client: ClientFactory, redis_url: str, redis_server: RedisServer) -> None:
+    import redis
+
+    client = make_client(storage_uri=redis_url, peer="127.0.0.1")
+    chat(client, **{"X-Forwarded-For": "198.51.100.77"})
+    keys = [k.decode() for k in redis.Redis(port=redis_server.port).keys("*")]
+    assert len(keys) == 1
+    assert keys[0].startswith("chatlimit:{") and ":fw:chat:3/1minute" in keys[0]
+    assert "198.51.100.77" not in keys[0]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_one_redis_round_trip_per_limited_request(
+    make_client: ClientFactory, redis_url: str, redis_server: RedisServer, strategy: str
+) -> None:
+    import redis
+
+    client = make_client(storage_uri=redis_url, rate_limit="1000/minute", rate_limit_strategy=strategy)
+    chat(client)  # loads the script
+    admin = redis.Redis(port=redis_server.port)
+    admin.config_resetstat()
+    for _ in range(20):
+        assert chat(client).status_code == HTTPStatus.OK
+    stats = admin.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 20
+    assert "cmdstat_ttl" not in stats  # slowapi's header lookups (GET, TTL) are gone
+    assert round_trips(stats, strategy) == 20
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_quota_returns_after_the_window(make_client: ClientFactory, storage_uri: str, strategy: str) -> None:
+    client = make_client(storage_uri=storage_uri, rate_limit="2/second", rate_limit_strategy=strategy)
+    assert [chat(client).status_code for _ in range(3)] == [200, 200, 429]
+    retry_after = chat(client).json()["retry_after"]
+    assert 1 <= retry_after <= 2
+    deadline = time.monotonic() + 3
+    while chat(client).status_code != HTTPStatus.OK:
+        assert time.monotonic() < deadline, "quota did not come back within the window"
+        time.sleep(0.05)

@@ -1,0 +1,42 @@
+"""Shared test helpers: settings for tests, the strategies, the skip-or-fail rule."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from chatlimit.settings import Settings
+
+IN_CI = os.environ.get("CI") == "true"
+ROOT = Path(__file__).resolve().parent.parent
+STRATEGIES = ["fixed-window", "moving-window", "sliding-window-counter"]
+
+
+def missing(reason: str) -> None:
+    """Skip locally with the reason; under CI=true a missing binary is a failure."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: tests must not skip for a missing binary)")
+    pytest.skip(reason)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "storage_uri": "memory://",
+        "rate_limit": "3/minute",
+        "rate_limit_strategy": "fixed-window",
+        "rate_limit_enabled": True,
+        "trusted_proxies": "127.0.0.1",
+        "instance_name": "test-1",
+        "replica_names": "",
+        "fail_mode": "open",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+ClientFactory = Callable[..., TestClient]
