@@ -8,6 +8,7 @@
 #   stand.sh compose ARGS...  run Compose v2 against the stand's socket
 #   stand.sh healthloop [run|start|stop|once]   drive podman healthchecks (no systemd here)
 #   stand.sh clean            remove containers, pods, networks, volumes (keep images)
+#   stand.sh reset            stop, clean, unmount and delete the whole state dir
 #   stand.sh podman ARGS...   run podman with the stand's config
 #   stand.sh env              print the environment (export lines) the stand uses
 #   stand.sh status           show what is there
@@ -108,6 +109,9 @@ events_logger = "file"
 events_logfile_path = "$LOG_DIR/events.log"
 tmp_dir = "$RUN_DIR/libpod"
 image_parallel_copies = 1
+# exec sessions (every healthcheck run, compose exec) keep a conmon pair alive
+# this long after they end; the default 300 s piles up hundreds of them.
+exit_command_delay = 10
 
 [network]
 network_backend = "netavark"
@@ -225,14 +229,19 @@ prepare() {
 }
 
 # ---------------------------------------------------------------- engine
-pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive PIDFILE PATTERN: the process lives and is still ours (pids get reused)
+pid_alive() {
+    local pid; pid="$(cat "$1" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
+        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
 
 engine_ping() { curl -fsS --max-time 2 --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; }
 
 engine_start() {
     setup
     command -v podman >/dev/null || die "podman missing: run '$0 prepare' first"
-    if pid_alive "$RUN_DIR/engine.pid" && engine_ping; then
+    if pid_alive "$RUN_DIR/engine.pid" "system service" && engine_ping; then
         :
     else
         rm -f "$SOCK"
@@ -249,7 +258,7 @@ engine_start() {
 
 engine_stop() {
     healthloop_stop
-    if pid_alive "$RUN_DIR/engine.pid"; then
+    if pid_alive "$RUN_DIR/engine.pid" "system service"; then
         local pid; pid="$(cat "$RUN_DIR/engine.pid")"
         kill "$pid" 2>/dev/null || true
         local i; for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -269,10 +278,13 @@ engine_stop() {
 healthloop_run() {
     declare -A due=() every=() child=()
     local now tick id status ns healthy_every="${STAND_HEALTHY_INTERVAL:-10}"
+    local ids last_ids="" changed=0
     while :; do
-        now=$(date +%s) tick=3
+        now=$(date +%s) tick=3 ids=""
+        # poll every second while containers come and go or are not healthy yet
         while read -r id status; do
             [[ -n "$id" ]] || continue
+            ids+="$id "
             case "$status" in
                 *"(healthy)"*) ;;
                 *"(unhealthy)"*|*"(starting)"*) tick=1 ;;   # someone may be waiting on it
@@ -297,19 +309,21 @@ healthloop_run() {
                 fi
             fi
         done < <(podman ps --filter status=running --format '{{.ID}} {{.Status}}' 2>/dev/null || true)
+        [[ "$ids" == "$last_ids" ]] || { changed=$now; last_ids=$ids; }
+        (( now - changed < 20 )) && tick=1
         sleep "$tick"
     done
 }
 
 healthloop_start() {
-    if pid_alive "$RUN_DIR/healthloop.pid"; then return 0; fi
+    if pid_alive "$RUN_DIR/healthloop.pid" "healthloop run"; then return 0; fi
     setsid "$HERE/stand.sh" healthloop run >>"$LOG_DIR/healthloop.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/healthloop.pid"
     log "healthloop started (pid $!)"
 }
 
 healthloop_stop() {
-    if pid_alive "$RUN_DIR/healthloop.pid"; then
+    if pid_alive "$RUN_DIR/healthloop.pid" "healthloop run"; then
         local pid; pid="$(cat "$RUN_DIR/healthloop.pid")"
         kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true   # its own session/group
         log "healthloop stopped"
@@ -358,11 +372,19 @@ clean() {
     : >"$LOG_DIR/events.log" 2>/dev/null || true
 }
 
+reset() {  # everything the stand made, images and caches included (not the packages)
+    if command -v podman >/dev/null; then setup; engine_stop; clean; fi
+    local m
+    for m in $(findmnt -rn -o TARGET | grep -F "$STAND_DIR/" | sort -r); do umount "$m" 2>/dev/null || umount -l "$m" || true; done
+    rm -rf "$STAND_DIR"
+    log "removed $STAND_DIR"
+}
+
 status() {
     setup
     echo "state dir: $STAND_DIR"
-    echo "engine:    $(pid_alive "$RUN_DIR/engine.pid" && engine_ping && echo "running, DOCKER_HOST=$DOCKER_HOST" || echo stopped)"
-    echo "healthloop: $(pid_alive "$RUN_DIR/healthloop.pid" && echo running || echo stopped)"
+    echo "engine:    $(pid_alive "$RUN_DIR/engine.pid" "system service" && engine_ping && echo "running, DOCKER_HOST=$DOCKER_HOST" || echo stopped)"
+    echo "healthloop: $(pid_alive "$RUN_DIR/healthloop.pid" "healthloop run" && echo running || echo stopped)"
     command -v podman >/dev/null || { echo "podman: not installed"; return 0; }
     pm images --format '{{.Repository}}:{{.Tag}} {{.Size}}'
     pm ps -a --format '{{.Names}} {{.Status}}'
@@ -394,10 +416,11 @@ case "$cmd" in
             *) die "healthloop run|start|stop|once" ;;
         esac ;;
     clean) clean ;;
+    reset) reset ;;
     podman) setup; exec podman "$@" ;;
     env) print_env ;;
     status) status ;;
     compose-bin) compose_bin ;;
-    ""|-h|--help|help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' ;;
+    ""|-h|--help|help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;
     *) die "unknown command '$cmd' (try: $0 help)" ;;
 esac

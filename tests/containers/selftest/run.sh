@@ -7,7 +7,11 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 STAND="$HERE/../stand.sh"
 PROJECT=chatlimit-stand-selftest
-export SELFTEST_WEB_PORT="${SELFTEST_WEB_PORT:-18080}" SELFTEST_PROXY_PORT="${SELFTEST_PROXY_PORT:-18081}"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# published host ports: free ones unless given (others' servers share the machine)
+SELFTEST_WEB_PORT="${SELFTEST_WEB_PORT:-$(free_port)}"
+SELFTEST_PROXY_PORT="${SELFTEST_PROXY_PORT:-$(free_port)}"
+export SELFTEST_WEB_PORT SELFTEST_PROXY_PORT
 passed=0 failed=0
 check() {  # check NAME CMD...
     local name=$1; shift
