@@ -78,13 +78,20 @@ class Counter(Protocol):
 
 
 def storage_key(strategy: str, identity: str, scope: str, item: RateLimitItem) -> str:
-    """chatlimit:{identity}:fw:/chat:3/1minute.
+    """chatlimit:{address}:user:fw:chat:3/1minute for identity "address:user", and
+    chatlimit:{address}:fw:chat:30/1minute for identity "address" (the per-address ceiling).
 
     The strategy is part of the key, so switching strategies on a shared Redis never meets
-    a key of the wrong type; the braces put all of one client's keys in one cluster slot.
+    a key of the wrong type. The braces hold the address part only, so a user's keys and their
+    address's ceiling share one cluster slot and one script can count them together.
     """
     tag = STRATEGY_TAGS[strategy]
-    return f"chatlimit:{{{identity}}}:{tag}:{scope}:{item.amount}/{item.multiples}{item.GRANULARITY.name}"
+    slot, _, rest = identity.partition(":")
+    user = f"{rest}:" if rest else ""
+    return (
+        f"chatlimit:{{{slot}}}:{user}{tag}:{scope}:"
+        f"{item.amount}/{item.multiples}{item.GRANULARITY.name}"
+    )
 
 
 def _window_ms(item: RateLimitItem) -> int:

@@ -1,5 +1,11 @@
 """Who is asking: the client address (trusting proxy headers only from trusted proxies) and the
-hashed identity that becomes the rate-limit key."""
+hashed identities that become rate-limit keys.
+
+Two keys per request, both hashed: the user (address plus User-Agent, the guide's session key)
+and the address alone, for the coarser per-address ceiling that stops one address minting fresh
+quotas by rotating its User-Agent. An IPv6 client is its whole /64: one subscriber line or host
+usually holds a /64 and can pick any address in it, so per-/128 keys would be free quotas.
+"""
 
 from __future__ import annotations
 
@@ -64,14 +70,51 @@ def hashed(*parts: str) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 
+IPV6_GROUP_PREFIX = 64
+
+
+def client_group(address: str) -> str:
+    """The unit counted as one client: an IPv4 address, or the /64 an IPv6 address is in."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # "unknown": no peer address at all
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, IPV6_GROUP_PREFIX), strict=False))
+    return str(ip)
+
+
+def _address_digest(request: Request, trusted: tuple[IPNetwork, ...]) -> str:
+    # Both key functions need it; work it out once per request.
+    cached: str | None = getattr(request.state, "chatlimit_address", None)
+    if cached is None:
+        peer = request.client.host if request.client else None
+        forwarded = request.headers.getlist("x-forwarded-for")
+        cached = hashed(client_group(client_address(peer, forwarded, trusted)))
+        request.state.chatlimit_address = cached
+    return cached
+
+
 def make_key_func(trusted: Sequence[IPNetwork]) -> Callable[[Request], str]:
-    """slowapi's key_func: hash of client address plus User-Agent (the guide's session key)."""
+    """slowapi's key_func: hash of client address plus User-Agent (the guide's session key).
+
+    The key is "<address digest>:<user digest>": storage_key makes the address digest the
+    Redis Cluster hash tag, so a user's keys and their address's ceiling share one slot.
+    """
     trusted = tuple(trusted)
 
     def key_func(request: Request) -> str:
-        peer = request.client.host if request.client else None
-        forwarded = request.headers.getlist("x-forwarded-for")
-        address = client_address(peer, forwarded, trusted)
-        return hashed(address, request.headers.get("user-agent", ""))
+        address = _address_digest(request, trusted)
+        return f"{address}:{hashed(address, request.headers.get('user-agent', ''))}"
 
     return key_func
+
+
+def make_address_key_func(trusted: Sequence[IPNetwork]) -> Callable[[Request], str]:
+    """The per-address ceiling's key_func: the hashed client address (IPv6: its /64)."""
+    trusted = tuple(trusted)
+
+    def address_key_func(request: Request) -> str:
+        return _address_digest(request, trusted)
+
+    return address_key_func

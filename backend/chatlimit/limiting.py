@@ -92,6 +92,7 @@ class ChatLimiter(Limiter):
         self._degraded = False
         self._retry_at = 0.0
         self._scopes: dict[str, str] = {}  # route name -> the scope in its storage keys
+        self._ceilings: set[Callable[..., str]] = set()  # key_funcs of ceilings (per address)
 
     def get_app_config(self, key: str, default_value: Any = None) -> Any:
         return default_value
@@ -107,6 +108,11 @@ class ChatLimiter(Limiter):
             register(func)  # slowapi parses the limit string and files it under the route
             name = f"{func.__module__}.{func.__name__}"
             self._scopes[name] = func.__name__
+            self._file_ceilings_last(name)
+            if getattr(func, "_chatlimit_limited", False):
+                # A stacked decorator: its limits join the route's, counted by the one check
+                # the inner wrapper already runs, in the same script call.
+                return func
 
             @functools.wraps(func)
             async def limited(*args: Any, **kwargs: Any) -> Any:
@@ -117,9 +123,27 @@ class ChatLimiter(Limiter):
                     response.headers.update(self.headers_for(request))
                 return await func(*args, **kwargs)
 
+            limited._chatlimit_limited = True  # type: ignore[attr-defined]
             return limited
 
         return decorator
+
+    def ceiling(self, limit_value: str, *, key_func: Callable[..., str]) -> Callable[..., Any]:
+        """A coarser limit on a route, keyed by `key_func` (e.g. the client address alone).
+
+        Stack it on `limit`: it is counted in the same script call, after the route's own
+        limits, so a request those refuse never uses up the ceiling of everyone sharing the
+        address. The headers keep describing the caller's own limits unless a ceiling refuses.
+        """
+        self._ceilings.add(key_func)
+        return self.limit(limit_value, key_func=key_func)
+
+    def _file_ceilings_last(self, name: str) -> None:
+        limits = self._route_limits.get(name, [])
+        limits.sort(key=lambda lim: lim.key_func in self._ceilings)  # stable: order kept
+        for lim in limits:
+            if lim.key_func in self._ceilings and lim.error_message is None:
+                lim.error_message = f"{lim.limit} from one address"
 
     def route_limits(self, name: str) -> list[Limit]:
         return self._route_limits.get(name, [])
@@ -164,13 +188,27 @@ class ChatLimiter(Limiter):
         items = [lim.limit for lim in limits]
         cost = limits[0].cost(request) if callable(limits[0].cost) else limits[0].cost
         verdict, degraded = await self._guarded(keys, items, cost, peek)
-        quota = verdict.quota
+        shown = self._shown(limits, verdict, peek)
+        own = [lim.limit for lim in limits if lim.key_func not in self._ceilings]
         state = request.state
-        state.quota = quota
-        state.quota_item = items[verdict.failed if verdict.failed is not None else verdict.quotas.index(quota)]
-        state.quota_policy = policy_header(items)
+        state.quota = verdict.quotas[shown]
+        state.quota_item = items[shown]
+        state.quota_policy = policy_header(own if items[shown] in own else [*own, items[shown]])
         state.rate_limit_degraded = degraded
         return verdict
+
+    def _shown(self, limits: list[Limit], verdict: Verdict, peek: bool) -> int:
+        """Which limit the quota and headers describe: the one that refuses (for a peek, an
+        exhausted ceiling refuses the next request), else the caller's own tightest."""
+        if verdict.failed is not None:
+            return verdict.failed
+        ceiling = [lim.key_func in self._ceilings for lim in limits]
+        if peek:
+            for index, quota in enumerate(verdict.quotas):
+                if ceiling[index] and quota.remaining == 0:
+                    return index
+        own = [i for i in range(len(verdict.quotas)) if not ceiling[i]] or [0]
+        return min(own, key=lambda i: (verdict.quotas[i].remaining, -verdict.quotas[i].reset_after))
 
     async def _guarded(
         self, keys: list[str], items: list[RateLimitItem], cost: int, peek: bool

@@ -25,6 +25,8 @@ ACCEPTS = {
     "storage_uri": "memory:// or a Redis URI (" + ", ".join(f"{s}://" for s in REDIS_SCHEMES) + ")",
     "rate_limit": "a slowapi limit string such as 3/minute, or several joined by ';' "
     "(3/minute;20/hour)",
+    "rate_limit_per_address": "a slowapi limit string such as 30/minute, a multiple of RATE_LIMIT "
+    "such as 10x, or off",
     "rate_limit_strategy": "fixed-window, moving-window or sliding-window-counter",
     "rate_limit_enabled": "true or false",
     "trusted_proxies": "comma-separated IP addresses or CIDR networks, e.g. 127.0.0.1,10.0.0.0/8",
@@ -41,6 +43,8 @@ ACCEPTS = {
 }
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_MULTIPLE = re.compile(r"(\d{1,6})x")
+_OFF = ("", "off", "none", "false")
 _USERINFO = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:@/]*):(?P<password>[^@/]*)@", re.I)
 _QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|sentinel_password)=)[^&]*", re.I)
 
@@ -64,6 +68,9 @@ class Settings(BaseSettings):
     storage_uri: str = "memory://"
     redis_url: str | None = None
     rate_limit: str = "3/minute"
+    # A coarser ceiling per client address (an IPv6 /64 counts as one address), so rotating the
+    # User-Agent cannot mint fresh quotas. "10x" is ten times each RATE_LIMIT limit; "off" none.
+    rate_limit_per_address: str = "10x"
     rate_limit_strategy: Strategy = "fixed-window"
     rate_limit_enabled: bool = True
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = (
@@ -109,6 +116,20 @@ class Settings(BaseSettings):
         parse_many(value)  # raises ValueError with a clear message
         return value
 
+    @field_validator("rate_limit_per_address")
+    @classmethod
+    def _parsable_ceiling(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in _OFF:
+            return "off"
+        multiple = _MULTIPLE.fullmatch(value)
+        if multiple:
+            if int(multiple[1]) < 1:
+                raise ValueError("a multiple must be at least 1x")
+            return value
+        parse_many(value)
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:
@@ -141,6 +162,21 @@ class Settings(BaseSettings):
     @cached_property
     def limits(self) -> list[RateLimitItem]:
         return parse_many(self.rate_limit)
+
+    @cached_property
+    def address_limit(self) -> str | None:
+        """RATE_LIMIT_PER_ADDRESS as a limit string, or None when it is off."""
+        value = self.rate_limit_per_address
+        if value == "off":
+            return None
+        multiple = _MULTIPLE.fullmatch(value)
+        if not multiple:
+            return value
+        factor = int(multiple[1])
+        return ";".join(
+            f"{item.amount * factor} per {item.multiples} {item.GRANULARITY.name}"
+            for item in self.limits
+        )
 
     @property
     def storage_kind(self) -> Literal["memory", "redis"]:

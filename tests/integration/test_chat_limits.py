@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from http import HTTPStatus
 
@@ -137,10 +138,14 @@ def test_storage_keys_hold_a_hash_never_the_address(make_client: ClientFactory, 
 
     client = make_client(storage_uri=redis_url, peer="127.0.0.1")
     chat(client, **{"X-Forwarded-For": "198.51.100.77"})
-    keys = [k.decode() for k in redis.Redis(port=redis_server.port).keys("*")]
-    assert len(keys) == 1
-    assert keys[0].startswith("chatlimit:{") and ":fw:chat:3/1minute" in keys[0]
-    assert "198.51.100.77" not in keys[0]
+    keys = sorted(k.decode() for k in redis.Redis(port=redis_server.port).keys("*"))
+    # The user's key and the per-address ceiling's, both under the hashed address as hash tag.
+    assert len(keys) == 2
+    user, address = keys
+    assert re.fullmatch(r"chatlimit:\{[0-9a-f]{24}\}:[0-9a-f]{24}:fw:chat:3/1minute", user)
+    assert re.fullmatch(r"chatlimit:\{[0-9a-f]{24}\}:fw:chat:30/1minute", address)
+    assert user.split("}")[0] == address.split("}")[0]
+    assert all("198.51.100.77" not in key for key in keys)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

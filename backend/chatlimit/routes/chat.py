@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email.message import Message
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
+from ..identity import make_address_key_func
 from ..limiting import ChatLimiter
 from ..responders import reply_to
 from ..schemas import ChatRequest, ChatResponse, ErrorBody, QuotaResponse, RateLimitedBody
@@ -24,8 +27,20 @@ def require_json(request: Request) -> None:
         raise HTTPException(415, "Send the message as JSON: Content-Type: application/json.")
 
 
+def _unlimited(func: Callable[..., Any]) -> Callable[..., Any]:
+    return func
+
+
 def build_router(limiter: ChatLimiter, settings: Settings) -> APIRouter:
     router = APIRouter(tags=["chat"])
+    # RATE_LIMIT_PER_ADDRESS: one address cannot mint quotas by rotating its User-Agent.
+    per_address: Callable[[Callable[..., Any]], Callable[..., Any]] = (
+        limiter.ceiling(
+            settings.address_limit, key_func=make_address_key_func(settings.trusted_proxies)
+        )
+        if settings.address_limit
+        else _unlimited
+    )
 
     @router.post(
         "/chat",
@@ -39,6 +54,7 @@ def build_router(limiter: ChatLimiter, settings: Settings) -> APIRouter:
             503: {"model": ErrorBody},
         },
     )
+    @per_address
     @limiter.limit(settings.rate_limit)
     async def chat(request: Request, response: Response, body: ChatRequest) -> ChatResponse:
         """Send a message and get a reply; each accepted message costs one request of quota."""
@@ -60,7 +76,7 @@ def build_router(limiter: ChatLimiter, settings: Settings) -> APIRouter:
         return QuotaResponse(
             served_by=settings.instance_name,
             enabled=limiter.enabled,
-            quota=verdict.quota.as_dict() if verdict else None,
+            quota=request.state.quota.as_dict() if verdict else None,
         )
 
     return router
