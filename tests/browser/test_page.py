@@ -195,6 +195,20 @@ def test_a_server_error_shows_its_detail(
     problems.assert_none()
 
 
+def test_with_rate_limiting_off_the_page_says_so_and_never_blocks(
+    page: Page, problems: PageProblems, serve: ServeFactory
+) -> None:
+    app = serve(RATE_LIMIT_ENABLED="false", RATE_LIMIT="1/minute")
+    chat = ChatPage(page).open(app.url)
+    expect(chat.mode).to_contain_text("limit off")
+    expect(chat.quota).to_have_text("Unlimited: rate limiting is off.")
+    for text in ("one", "two"):
+        chat.send(text)
+    expect(chat.quota).to_have_text("Unlimited: rate limiting is off.")
+    expect(chat.send_button).to_be_enabled()
+    problems.assert_none()
+
+
 def test_the_page_is_usable_at_360_px(
     page: Page, problems: PageProblems, single_app: ServedApp
 ) -> None:
