@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from limits import RateLimitItem
 
+from .redis_clients import redis_client  # one server, Sentinel or Cluster
+
 STRATEGY_TAGS = {"fixed-window": "fw", "moving-window": "mw", "sliding-window-counter": "swc"}
 
 
@@ -75,6 +77,11 @@ class Counter(Protocol):
     async def ping(self) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+    def shard(self, key: str) -> str:
+        """The part of the storage that holds `key` and can fail on its own: one Redis Cluster
+        primary; "" where the storage stands or falls as a whole."""
+        ...
 
 
 def storage_key(strategy: str, identity: str, scope: str, item: RateLimitItem) -> str:
@@ -136,6 +143,9 @@ class MemoryCounter:
 
     async def ping(self) -> bool:
         return True
+
+    def shard(self, key: str) -> str:
+        return ""
 
     async def aclose(self) -> None:
         self._fixed.clear()
@@ -296,6 +306,10 @@ class RedisCounter:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    def shard(self, key: str) -> str:
+        shard_of = getattr(self._client, "shard_of", None)  # a Redis Cluster client
+        return str(shard_of(key)) if shard_of else ""
+
     async def _run(
         self, keys: Sequence[str], items: Sequence[RateLimitItem], cost: int, *, peek: bool
     ) -> Verdict:
@@ -312,24 +326,6 @@ class RedisCounter:
             for i, item in enumerate(items[: (len(reply) - 1) // 2])
         )
         return Verdict(quotas, failed - 1 if failed else None)
-
-
-def redis_client(uri: str, *, connect_timeout: float, socket_timeout: float) -> Any:
-    """An asyncio Redis client with bounded waits: a hung Redis costs a request at most
-    about twice socket_timeout, never the whole process."""
-    import redis.asyncio as aioredis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    if uri.startswith("redis+unix://"):
-        uri = "unix://" + uri.removeprefix("redis+unix://")
-    return aioredis.from_url(
-        uri,
-        socket_connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        # One retry on a fresh connection covers a Redis restart; more would multiply stalls.
-        retry=Retry(NoBackoff(), 1),
-    )
 
 
 def build_counter(

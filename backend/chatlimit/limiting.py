@@ -89,8 +89,10 @@ class ChatLimiter(Limiter):
         self.strategy = strategy
         self.fail_mode = fail_mode
         self._fallback = MemoryCounter(strategy)
-        self._degraded = False
-        self._retry_at = 0.0
+        # Per shard of the storage (see Counter.shard), when to probe it again while it fails:
+        # one lost Redis Cluster primary must not push the clients of the others into the
+        # fail mode. A single Redis or a Sentinel primary is one shard, "".
+        self._down: dict[str, float] = {}
         self._scopes: dict[str, str] = {}  # route name -> the scope in its storage keys
         self._ceilings: set[Callable[..., str]] = set()  # key_funcs of ceilings (per address)
 
@@ -99,7 +101,7 @@ class ChatLimiter(Limiter):
 
     @property
     def degraded(self) -> bool:
-        return self._degraded
+        return bool(self._down)
 
     def limit(self, limit_value: Any, **options: Any) -> Callable[..., Any]:  # type: ignore[override]
         register = super().limit(limit_value, **options)
@@ -215,25 +217,26 @@ class ChatLimiter(Limiter):
     ) -> tuple[Verdict, bool]:
         """Ask the storage; when it fails, apply the fail mode instead of a 500."""
         now = time.monotonic()
-        if not self._degraded or now >= self._retry_at:
+        shard = self.counter.shard(keys[0])  # one script's keys share one slot
+        if shard not in self._down or now >= self._down[shard]:
             try:
                 if peek:
                     verdict = await self.counter.peek(keys, items)
                 else:
                     verdict = await self.counter.hit(keys, items, cost)
             except StorageUnavailable as exc:
-                self._retry_at = time.monotonic() + STORAGE_RETRY_SECONDS
-                if not self._degraded:
-                    self._degraded = True
+                if not self._down:
                     log.warning(
                         "rate-limit storage unreachable (%s): %s", exc,
                         "failing open with this replica's own memory counts"
                         if self.fail_mode == "open"
                         else "failing closed with 503",
                     )
+                self._down[shard] = time.monotonic() + STORAGE_RETRY_SECONDS
             else:
-                if self._degraded:
-                    self._degraded = False
+                # An answer also proves the storage as a whole ("") reachable.
+                recovered = [self._down.pop(s, None) for s in {shard, ""}]
+                if any(r is not None for r in recovered) and not self._down:
                     log.warning("rate-limit storage reachable again: shared limiting resumed")
                 return verdict, False
         if self.fail_mode == "closed":

@@ -13,6 +13,8 @@ from limits.util import parse_many
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .redis_clients import validate_redis_uri
+
 Strategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
 FailMode = Literal["open", "closed"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -22,7 +24,8 @@ STORAGE_SCHEMES = ("memory", *REDIS_SCHEMES)
 
 # What each variable accepts, for the one-line start-up error.
 ACCEPTS = {
-    "storage_uri": "memory:// or a Redis URI (" + ", ".join(f"{s}://" for s in REDIS_SCHEMES) + ")",
+    "storage_uri": "memory:// or a Redis URI (" + ", ".join(f"{s}://" for s in REDIS_SCHEMES) + "), "
+    "e.g. redis+sentinel://host:26379,host:26380/mymaster or redis+cluster://host:7000,host:7001",
     "rate_limit": "a slowapi limit string such as 3/minute, or several joined by ';' "
     "(3/minute;20/hour)",
     "rate_limit_per_address": "a slowapi limit string such as 30/minute, a multiple of RATE_LIMIT "
@@ -107,6 +110,7 @@ class Settings(BaseSettings):
             raise ValueError("unsupported storage scheme")
         if scheme.lower() != "memory" and not rest:
             raise ValueError("missing host")
+        validate_redis_uri(value)  # Sentinel and Cluster URIs must name host:port lists
         return value
 
     @field_validator("rate_limit")

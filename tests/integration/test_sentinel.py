@@ -1,0 +1,203 @@
+"""STORAGE_URI=redis+sentinel://: exact limits through Sentinel, and a real failover under load.
+
+The primary is killed (SIGKILL, no graceful hand-over) while requests are in flight. The app
+is not restarted: it must keep answering, fall back to its fail mode while no primary exists,
+and follow the promoted replica. The figures are measured, not assumed, and printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import uvicorn
+from chatlimit.limiting import DEGRADED_HEADER
+from chatlimit.main import create_app
+from chatlimit.redis_topologies import SentinelTopology
+from chatlimit.servers import MissingBinary, free_port, wait_until
+
+from ..support import STRATEGIES, ClientFactory, make_settings, missing
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+@pytest.fixture(scope="module")
+def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelTopology]:
+    try:
+        topology = SentinelTopology(tmp_path_factory.mktemp("sentinel"))
+    except MissingBinary as exc:
+        missing(str(exc))
+    topology.start()
+    yield topology
+    topology.stop()
+
+
+def flush(topology: SentinelTopology) -> None:
+    port = topology.primary_port()
+    assert port is not None
+    client = redis.Redis(port=port)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_counts_exactly_through_sentinel(
+    make_client: ClientFactory, sentinel: SentinelTopology, strategy: str
+) -> None:
+    flush(sentinel)
+    client = make_client(storage_uri=sentinel.uri, rate_limit_strategy=strategy)
+    codes = [client.post("/chat", json={"message": "hi"}).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+    assert client.get("/readyz").status_code == HTTPStatus.OK
+    assert client.get("/api/info").json()["storage"] == {"kind": "redis", "uri": sentinel.uri}
+
+
+def test_a_sentinel_uri_with_a_password_is_masked(make_client: ClientFactory) -> None:
+    uri = "redis+sentinel://app:s3cret@127.0.0.1:1,127.0.0.1:2/chatlimit/0?sentinel_password=p4ss"
+    client = make_client(storage_uri=uri)
+    shown = client.get("/api/info").json()["storage"]["uri"]
+    assert "s3cret" not in shown and "p4ss" not in shown
+    assert shown.startswith("redis+sentinel://app:***@127.0.0.1:1,127.0.0.1:2/chatlimit/0")
+    # Nothing listens there: readiness says so, bounded by the timeouts, and never a 500.
+    started = time.monotonic()
+    assert client.get("/readyz").status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert time.monotonic() - started < 3
+
+
+@contextmanager
+def served(**overrides: Any) -> Iterator[str]:
+    """The app under a real uvicorn in a thread: requests truly overlap, as in production."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(make_settings(**overrides)), host="127.0.0.1", port=port,
+        log_level="warning", lifespan="on",
+    ))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, what="uvicorn")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def counted(port: int) -> int:
+    """The sum of every fixed-window counter on the server on `port`."""
+    client = redis.Redis(port=port, decode_responses=True)
+    try:
+        return sum(int(client.get(key) or 0) for key in client.keys("chatlimit:*"))
+    finally:
+        client.close()
+
+
+async def failover_run(url: str, topology: SentinelTopology, *, users: int, limit: int) -> dict[str, Any]:
+    """`users` clients at `limit`/minute send requests, 8 at a time, round robin; the primary
+    is killed halfway through their quota. Runs until shared limiting has been back for 1 s."""
+    peers = [f"198.51.100.{i}" for i in range(1, users + 1)]
+    ok: Tally[str] = Tally()
+    statuses: Tally[int] = Tally()
+    acked = 0  # answers counted by some primary (every fixed-window hit increments its key)
+    events: list[tuple[float, bool]] = []  # (when, degraded)
+    killed_at = 0.0
+    old_port = topology.primary_port()
+    assert old_port is not None
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    done = asyncio.Event()
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal acked
+        while not done.is_set():
+            peer = await queue.get()
+            answer = await client.post("/chat", json={"message": "hi"}, headers={"X-Forwarded-For": peer})
+            statuses[answer.status_code] += 1
+            degraded = DEGRADED_HEADER in answer.headers
+            events.append((time.monotonic(), degraded))
+            if answer.status_code == HTTPStatus.OK:
+                ok[peer] += 1
+            if not degraded and answer.status_code in (HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS):
+                acked += 1
+            await queue.put(peer)
+
+    for peer in peers:
+        queue.put_nowait(peer)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        workers = [asyncio.create_task(worker(client)) for _ in range(8)]
+        await asyncio_wait_for(lambda: len(events) >= users * limit // 2, 30)
+        killed_at = time.monotonic()
+        topology.kill_primary()
+        new_port = await asyncio.to_thread(topology.wait_for_failover, old_port)
+        new_at = time.monotonic()
+        # Shared limiting is back once answers are no longer degraded; then 1 s more of load.
+        await asyncio_wait_for(lambda: events[-1][1] is False and events[-1][0] > new_at, 30)
+        stop_at = time.monotonic() + 1.0
+        await asyncio_wait_for(lambda: time.monotonic() >= stop_at, 30)
+        done.set()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    degraded_times = [t for t, d in events if d]
+    back_at = min(t for t, d in events if t > max(degraded_times, default=killed_at))
+    found = counted(new_port)
+    return {
+        "requests": len(events),
+        "statuses": dict(statuses),
+        "seconds_without_shared_limiting": round(back_at - killed_at, 2),
+        "degraded_answers": len(degraded_times),
+        "degraded_span_seconds": round(max(degraded_times) - min(degraded_times), 2) if degraded_times else 0,
+        "over_allowed": sum(max(0, n - limit) for n in ok.values()),
+        "users_over_limit": sum(1 for n in ok.values() if n > limit),
+        "max_ok_per_user": max(ok.values()),
+        "counts_acknowledged": acked,
+        "counts_on_new_primary": found,
+        "counts_lost": max(0, acked - found),
+        "seconds_until_sentinel_promoted": round(new_at - killed_at, 2),
+        "limit": limit,
+        "users": users,
+    }
+
+
+async def asyncio_wait_for(ready: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.01)
+
+
+def test_killing_the_primary_mid_run_fails_over_without_restart_or_500s(tmp_path: Path) -> None:
+    try:
+        topology = SentinelTopology(tmp_path)
+    except MissingBinary as exc:
+        missing(str(exc))
+    topology.start()
+    try:
+        with served(storage_uri=topology.uri, rate_limit="10/minute", rate_limit_per_address="off",
+                    trusted_proxies="127.0.0.1", redis_connect_timeout=0.25,
+                    redis_socket_timeout=0.25) as url:
+            figures = asyncio.run(failover_run(url, topology, users=40, limit=10))
+            ready = httpx.get(f"{url}/readyz", timeout=5)
+    finally:
+        topology.stop()
+    print("\nsentinel failover figures:", json.dumps(figures))
+
+    assert set(figures["statuses"]) <= {200, 429}, "no 5xx while the primary changes"
+    assert ready.status_code == HTTPStatus.OK, "the app follows the promoted primary"
+    assert figures["degraded_answers"] > 0, "the outage was real and visible in the header"
+    assert 0 < figures["seconds_without_shared_limiting"] < 10
+    # While degraded each replica counts alone from zero: at most one extra quota per user.
+    assert figures["max_ok_per_user"] <= 2 * figures["limit"]
+    assert figures["counts_on_new_primary"] > 0
