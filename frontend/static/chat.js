@@ -148,11 +148,11 @@ async function send() {
     meta.classList.add("msg-failed");
     if (!ui.input.value) ui.input.value = text;
     if (res.status === 429 && res.body && res.body.quota) {
-      meta.textContent = "Not sent: over the limit. It is back in the box for later.";
+      meta.textContent = "Not sent. Over the limit: it is back in the box for later.";
       quota.set(res.body.quota, res.servedBy, scaled());
       quota.block(Date.now() + (res.body.retry_after || 1) * 1000);
     } else {
-      meta.textContent = `Not sent: ${describe(res)} It is back in the box.`;
+      meta.textContent = `Not sent. ${describe(res)} It is back in the box.`;
       fail(res);
     }
   }

@@ -130,7 +130,7 @@ def test_a_429_keeps_the_message_and_shows_the_countdown(
     assert statuses == [200, 200]
     chat.message.fill("still here?")
     chat.message.press("Enter")
-    expect(chat.mine.locator(".msg-meta")).to_contain_text("Not sent: over the limit")
+    expect(chat.mine.locator(".msg-meta")).to_contain_text("Not sent. Over the limit")
     expect(chat.message).to_have_value("still here?")
     expect(chat.send_button).to_be_disabled()
     expect(chat.countdown).to_have_text(re.compile(r"0:0[1-5]"))
@@ -189,7 +189,7 @@ def test_a_server_error_shows_its_detail(
     chat = ChatPage(page)
     chat.message.fill("hello?")
     chat.message.press("Enter")
-    expect(chat.mine.locator(".msg-meta")).to_contain_text("Not sent: Server error 503")
+    expect(chat.mine.locator(".msg-meta")).to_contain_text("Not sent. Server error 503")
     expect(chat.message).to_have_value("hello?")
     expect(chat_notice).to_be_visible()
     problems.assert_none()
