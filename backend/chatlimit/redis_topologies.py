@@ -23,7 +23,7 @@ FAILOVER_TIMEOUT_MS = 3000
 QUORUM = 2
 
 
-def _client(port: int) -> Any:
+def _client(port: int, password: str | None = None) -> Any:
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -31,15 +31,15 @@ def _client(port: int) -> Any:
     # No retries: a probe of a stopped server should say so at once.
     return redis.Redis(
         host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1,
-        decode_responses=True, retry=Retry(NoBackoff(), 0),
+        decode_responses=True, retry=Retry(NoBackoff(), 0), password=password,
     )
 
 
-def _ask(port: int, question: Any) -> Any:
+def _ask(port: int, question: Any, password: str | None = None) -> Any:
     """The answer of the server on `port`, or None when it does not answer."""
     import redis
 
-    client = _client(port)
+    client = _client(port, password)
     try:
         return question(client)
     except (redis.RedisError, OSError):
@@ -48,15 +48,18 @@ def _ask(port: int, question: Any) -> Any:
         client.close()
 
 
-def _answers(port: int, check: Any) -> bool:
-    return bool(_ask(port, check))
+def _answers(port: int, check: Any, password: str | None = None) -> bool:
+    return bool(_ask(port, check, password))
 
 
 class SentinelTopology:
     """One primary, one replica and three sentinels (quorum 2) watching service `chatlimit`."""
 
-    def __init__(self, workdir: Path, *, sentinels: int = 3) -> None:
+    def __init__(self, workdir: Path, *, sentinels: int = 3, password: str | None = None) -> None:
+        """With `password`, every server and sentinel requires it (requirepass), as the
+        URI's user:password@ then logs in at both."""
         self.workdir = workdir
+        self.password = password
         # No 5-second wait for more replicas before a full sync (either may become primary).
         quick_sync = ["--repl-diskless-sync-delay", "0"]
         self.primary = RedisServer(workdir, name="redis-primary", extra_args=quick_sync)
@@ -76,7 +79,8 @@ class SentinelTopology:
     @property
     def uri(self) -> str:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/{SERVICE}"
+        login = f":{self.password}@" if self.password else ""
+        return f"redis+sentinel://{login}{hosts}/{SERVICE}"
 
     url = uri  # what chatlimit.cluster.Cluster reads from the Redis it is given
 
@@ -90,6 +94,10 @@ class SentinelTopology:
     def _write_conf(self, index: int) -> None:
         path = self._conf_path(index)
         path.parent.mkdir(parents=True, exist_ok=True)
+        auth = ""
+        if self.password:  # the sentinels' own password, theirs to the data nodes and each other
+            auth = (f"requirepass {self.password}\nsentinel auth-pass {SERVICE} {self.password}\n"
+                    f"sentinel sentinel-pass {self.password}\n")
         # Sentinel rewrites its own config file (it records what it learns), so each has one.
         path.write_text(
             f"port {self.sentinel_ports[index]}\nbind 127.0.0.1\nprotected-mode no\n"
@@ -98,6 +106,7 @@ class SentinelTopology:
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {SERVICE} 1\n"
+            f"{auth}"
             # Introduced up front: discovering each other through hello messages takes seconds.
             f"sentinel myid {self.sentinel_ids[index]}\n"
             f"sentinel known-replica {SERVICE} 127.0.0.1 {self.replica.port}\n"
@@ -116,6 +125,11 @@ class SentinelTopology:
                                  .get("master_link_status") == "up"),
                 timeout=timeout, what="the replica's link to the primary",
             )
+            if self.password:
+                # Set once linked: RedisServer's readiness PING does not log in.
+                for server in self.servers:
+                    server.command("CONFIG", "SET", "masterauth", self.password)
+                    server.command("CONFIG", "SET", "requirepass", self.password)
             # Sentinels start after the replica is linked, so their first INFO already lists it
             # (otherwise they learn of it only on the next 10-second INFO).
             for index, sentinel in enumerate(self.sentinels):
@@ -134,12 +148,13 @@ class SentinelTopology:
             state = client.sentinel_master(SERVICE)
             return int(state["num-other-sentinels"]) >= others and int(state["num-slaves"]) >= 1
 
-        return all(_answers(port, settled) for port in self.sentinel_ports)
+        return all(_answers(port, settled, self.password) for port in self.sentinel_ports)
 
     def primary_port(self) -> int | None:
         """The port the sentinels currently name as primary (None if none answers)."""
         for port in self.sentinel_ports:
-            address = _ask(port, lambda c: c.sentinel_get_master_addr_by_name(SERVICE))
+            address = _ask(port, lambda c: c.sentinel_get_master_addr_by_name(SERVICE),
+                           self.password)
             if address:
                 return int(address[1])
         return None

@@ -123,7 +123,8 @@ async def failover_run(url: str, topology: SentinelTopology, *, users: int, limi
             peer = await queue.get()
             answer = await client.post("/chat", json={"message": "hi"}, headers={"X-Forwarded-For": peer})
             statuses[answer.status_code] += 1
-            degraded = DEGRADED_HEADER in answer.headers
+            # Not counted in the shared storage: the fallback (open) or a 503 (closed).
+            degraded = DEGRADED_HEADER in answer.headers or answer.status_code == 503
             events.append((time.monotonic(), degraded))
             if answer.status_code == HTTPStatus.OK:
                 ok[peer] += 1
@@ -178,26 +179,69 @@ async def asyncio_wait_for(ready: Any, timeout: float) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_killing_the_primary_mid_run_fails_over_without_restart_or_500s(tmp_path: Path) -> None:
+def measure_failover(workdir: Path, fail_mode: str) -> dict[str, Any]:
     try:
-        topology = SentinelTopology(tmp_path)
+        topology = SentinelTopology(workdir)
     except MissingBinary as exc:
         missing(str(exc))
     topology.start()
     try:
         with served(storage_uri=topology.uri, rate_limit="10/minute", rate_limit_per_address="off",
-                    trusted_proxies="127.0.0.1", redis_connect_timeout=0.25,
-                    redis_socket_timeout=0.25) as url:
+                    trusted_proxies="127.0.0.1", fail_mode=fail_mode) as url:
             figures = asyncio.run(failover_run(url, topology, users=40, limit=10))
-            ready = httpx.get(f"{url}/readyz", timeout=5)
+            figures["ready_after"] = httpx.get(f"{url}/readyz", timeout=5).status_code
     finally:
         topology.stop()
-    print("\nsentinel failover figures:", json.dumps(figures))
+    print(f"\nsentinel failover figures (FAIL_MODE={fail_mode}):", json.dumps(figures))
+    return figures
 
+
+def test_killing_the_primary_mid_run_fails_over_without_restart_or_500s(tmp_path: Path) -> None:
+    figures = measure_failover(tmp_path, "open")
     assert set(figures["statuses"]) <= {200, 429}, "no 5xx while the primary changes"
-    assert ready.status_code == HTTPStatus.OK, "the app follows the promoted primary"
+    assert figures["ready_after"] == HTTPStatus.OK, "the app follows the promoted primary"
     assert figures["degraded_answers"] > 0, "the outage was real and visible in the header"
     assert 0 < figures["seconds_without_shared_limiting"] < 10
     # While degraded each replica counts alone from zero: at most one extra quota per user.
     assert figures["max_ok_per_user"] <= 2 * figures["limit"]
     assert figures["counts_on_new_primary"] > 0
+
+
+def test_with_fail_mode_closed_a_failover_answers_503_and_allows_nothing_extra(
+    tmp_path: Path,
+) -> None:
+    figures = measure_failover(tmp_path, "closed")
+    assert set(figures["statuses"]) <= {200, 429, 503}
+    assert figures["statuses"].get(503, 0) > 0
+    assert figures["ready_after"] == HTTPStatus.OK
+    assert 0 < figures["seconds_without_shared_limiting"] < 10
+    # Nobody is let through unmetered; only counts lost in replication could allow extra.
+    assert figures["over_allowed"] <= figures["counts_lost"]
+
+
+def test_a_password_protected_sentinel_setup_counts_exactly_and_fails_over(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    try:
+        topology = SentinelTopology(tmp_path, password="s3cret")
+    except MissingBinary as exc:
+        missing(str(exc))
+    with topology:
+        assert ":s3cret@" in topology.uri
+        client = make_client(storage_uri=topology.uri)
+        assert [client.post("/chat", json={"message": "hi"}).status_code for _ in range(4)] == [200, 200, 200, 429]
+        wrong = make_client(storage_uri=topology.uri.replace("s3cret", "wrong"))
+        assert wrong.get("/readyz").status_code == HTTPStatus.SERVICE_UNAVAILABLE
+        assert "s3cret" not in client.get("/api/info").text
+
+        old = topology.primary_port()
+        assert old is not None
+        topology.kill_primary()
+        topology.wait_for_failover(old)
+        wait_until(lambda: client.get("/readyz").status_code == HTTPStatus.OK, what="readyz")
+        # The promoted replica had the counts: this client is still over its limit.
+        wait_until(lambda: DEGRADED_HEADER not in client.post("/chat", json={"message": "hi"}).headers,
+                   what="shared limiting")
+        answer = client.post("/chat", json={"message": "hi"})
+        assert answer.status_code == HTTPStatus.TOO_MANY_REQUESTS
+        assert DEGRADED_HEADER not in answer.headers
