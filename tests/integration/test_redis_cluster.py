@@ -99,7 +99,7 @@ def test_scripts_forgotten_by_the_nodes_are_loaded_again(
     assert [chat(client, p).status_code for p in PEERS] == [429] * len(PEERS)
 
 
-def test_readyz_and_info_on_a_cluster_mask_the_password(
+def test_readyz_info_and_the_page_on_a_cluster_never_show_the_password(
     make_client: ClientFactory, redis_cluster: ClusterTopology
 ) -> None:
     uri = redis_cluster.uri.replace("://", "://:s3cret@")
@@ -109,6 +109,9 @@ def test_readyz_and_info_on_a_cluster_mask_the_password(
     assert info["storage"] == {"kind": "redis", "uri": uri.replace("s3cret", "***")}
     ready = client.get("/readyz")
     assert "s3cret" not in ready.text
+    page = client.get("/")
+    assert page.status_code == HTTPStatus.OK
+    assert "s3cret" not in page.text
     assert make_client(storage_uri=redis_cluster.uri).get("/readyz").status_code == HTTPStatus.OK
 
 
