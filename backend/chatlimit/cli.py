@@ -14,6 +14,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .main import create_app
+    from .protocol import limited_http_protocol
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)
@@ -31,6 +32,8 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=settings.access_log,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
+        # Caps the request head (431) and answers malformed requests in the JSON error shape.
+        http=limited_http_protocol(settings.max_header_bytes, settings.instance_name),
     )
     return 0
 

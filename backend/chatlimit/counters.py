@@ -7,6 +7,8 @@ connection, so a slow Redis never blocks the event loop and the headers need no 
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
 import re
 import time
@@ -19,6 +21,8 @@ from typing import Any, Protocol
 from limits import RateLimitItem
 
 from .redis_clients import redis_client  # one server, Sentinel or Cluster
+
+log = logging.getLogger("chatlimit.counters")
 
 STRATEGY_TAGS = {"fixed-window": "fw", "moving-window": "mw", "sliding-window-counter": "swc"}
 
@@ -115,13 +119,17 @@ class MemoryCounter:
     A check never awaits, so one event loop runs each check to completion: exact within the
     process, and blind to every other replica (the bypass this product demonstrates).
     Expired entries are swept at most once a second, so memory returns after each window.
+    At most `max_keys` keys are kept: past that, the oldest key goes (its client starts a
+    fresh window), so a flood of distinct clients costs bounded memory, not the process.
     """
 
     kind = "memory"
 
-    def __init__(self, strategy: str, clock: Any = time.monotonic) -> None:
+    def __init__(self, strategy: str, clock: Any = time.monotonic, max_keys: int = 100_000) -> None:
         self._strategy = strategy
         self._clock = clock
+        self.max_keys = max_keys
+        self.evicted = 0
         self._fixed: dict[str, list[float]] = {}  # key -> [count, expires_at]
         self._moving: dict[str, deque[float]] = {}  # key -> when each hit ages out, oldest first
         self._sliding: dict[str, list[float]] = {}  # key -> [start, count, previous, expires]
@@ -131,6 +139,11 @@ class MemoryCounter:
             "moving-window": self._moving_window,
             "sliding-window-counter": self._sliding_window,
         }[strategy]
+        stores: dict[str, dict[str, Any]] = {
+            "fixed-window": self._fixed, "moving-window": self._moving,
+            "sliding-window-counter": self._sliding,
+        }
+        self._store = stores[strategy]  # the one this strategy fills
 
     def __len__(self) -> int:
         return len(self._fixed) + len(self._moving) + len(self._sliding)
@@ -159,12 +172,31 @@ class MemoryCounter:
         if now >= self._next_sweep:
             self.sweep(now)
         quotas = []
+        failed: int | None = None
         for index, (key, item) in enumerate(zip(keys, items, strict=True)):
             quota, allowed = self._step(key, item.amount, item.get_expiry(), cost, peek, now)
             quotas.append(quota)
             if not allowed and not peek:
-                return Verdict(tuple(quotas), index)
-        return Verdict(tuple(quotas))
+                failed = index
+                break
+        if len(self._store) > self.max_keys:
+            self._evict()
+        return Verdict(tuple(quotas), failed)
+
+    def _evict(self) -> None:
+        """Drop the oldest tenth of the keys (dicts keep insertion order: first is oldest).
+
+        In one batch, because finding a dict's first key walks past the slots of keys
+        deleted before it: one at a time would make every new client cost O(max_keys).
+        """
+        store = self._store
+        if not self.evicted:
+            log.warning("memory:// holds %d keys (MEMORY_MAX_KEYS): dropping the oldest",
+                        self.max_keys)
+        excess = len(store) - self.max_keys + self.max_keys // 10
+        for key in list(itertools.islice(store, excess)):
+            del store[key]
+        self.evicted += excess
 
     def sweep(self, now: float) -> None:
         self._next_sweep = now + 1.0
@@ -181,6 +213,8 @@ class MemoryCounter:
         entry = self._fixed.get(key)
         if entry is not None and entry[1] <= now:
             entry = None
+            if not peek:
+                del self._fixed[key]  # re-inserted below, last: the order stays oldest first
         if peek:
             count, reset = (entry[0], entry[1] - now) if entry else (0, 0.0)
         else:
@@ -329,10 +363,11 @@ class RedisCounter:
 
 
 def build_counter(
-    storage_uri: str, strategy: str, *, connect_timeout: float = 0.25, socket_timeout: float = 0.25
+    storage_uri: str, strategy: str, *, connect_timeout: float = 0.25, socket_timeout: float = 0.25,
+    memory_max_keys: int = 100_000,
 ) -> Counter:
     scheme = storage_uri.partition("://")[0].lower()
     if scheme == "memory":
-        return MemoryCounter(strategy)
+        return MemoryCounter(strategy, max_keys=memory_max_keys)
     client = redis_client(storage_uri, connect_timeout=connect_timeout, socket_timeout=socket_timeout)
     return RedisCounter(client, strategy)

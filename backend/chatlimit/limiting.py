@@ -218,7 +218,12 @@ class ChatLimiter(Limiter):
         """Ask the storage; when it fails, apply the fail mode instead of a 500."""
         now = time.monotonic()
         shard = self.counter.shard(keys[0])  # one script's keys share one slot
-        if shard not in self._down or now >= self._down[shard]:
+        down = shard in self._down
+        if not down or now >= self._down[shard]:
+            if down:
+                # One probe at a time: requests arriving while it waits on a hung Redis go
+                # straight to the fail mode instead of each waiting out the socket timeout.
+                self._down[shard] = now + STORAGE_RETRY_SECONDS
             try:
                 if peek:
                     verdict = await self.counter.peek(keys, items)

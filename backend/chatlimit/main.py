@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from slowapi.errors import RateLimitExceeded
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.rate_limit_strategy,
         connect_timeout=settings.redis_connect_timeout,
         socket_timeout=settings.redis_socket_timeout,
+        memory_max_keys=settings.memory_max_keys,
     )
     limiter = ChatLimiter(
         key_func=make_key_func(settings.trusted_proxies),
@@ -78,5 +80,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Outermost last: headers wrap everything, including 413s from the body cap.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # closed unless configured: the page itself is same-origin
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            expose_headers=["Retry-After", "X-Served-By", "X-RateLimit-Limit",
+                            "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit",
+                            "RateLimit-Policy", "X-RateLimit-Degraded"],
+            max_age=600,
+        )
     app.add_middleware(StandardHeaders, instance_name=settings.instance_name)
     return app

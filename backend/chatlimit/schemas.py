@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Message = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000, strict=True)
 ]
+# C0 and C1 controls and DEL, except tab, line feed and carriage return.
+_CONTROLS = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f"
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+# The message after trimming, as a JSON Schema pattern: maxLength would count the whitespace
+# that trimming removes. 1 to 2000 characters, starting and ending with a visible one.
+MESSAGE_PATTERN = (
+    f"^\\s*[^\\s{_CONTROLS}](?:[^{_CONTROLS}]{{0,1998}}[^\\s{_CONTROLS}])?\\s*$"
+)
+
+
+def _message_schema(schema: dict[str, Any]) -> None:
+    schema.pop("minLength", None)
+    schema.pop("maxLength", None)
+    schema["pattern"] = MESSAGE_PATTERN
 
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    message: Message = Field(description="1 to 2000 characters after trimming")
+    message: Message = Field(
+        description="1 to 2000 characters after trimming, no control characters but tab and "
+        "line breaks",
+        # What the constraints and the validator enforce, so the OpenAPI schema is exact.
+        json_schema_extra=_message_schema,
+    )
 
     @field_validator("message")
     @classmethod
     def _no_control_characters(cls, value: str) -> str:
-        if any(ord(ch) < 32 and ch not in "\n\t\r" for ch in value):
+        if _CONTROL.search(value):
             raise ValueError("message must not contain control characters")
         return value
 

@@ -238,19 +238,27 @@ pid_alive() {
 
 engine_ping() { curl -fsS --max-time 2 --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; }
 
+engine_wait() {  # engine_wait SECONDS: poll the socket until the service answers
+    local deadline=$((SECONDS + $1))
+    until engine_ping; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
 engine_start() {
     setup
     command -v podman >/dev/null || die "podman missing: run '$0 prepare' first"
-    if pid_alive "$RUN_DIR/engine.pid" "system service" && engine_ping; then
-        :
+    if pid_alive "$RUN_DIR/engine.pid" "system service"; then
+        # Alive but maybe slow: a service busy building on a loaded machine can miss a 2 s
+        # ping. Never start a second one on the same socket (it would orphan the first).
+        engine_wait 60 || { tail -20 "$LOG_DIR/engine.log" >&2; die "podman service (pid $(cat "$RUN_DIR/engine.pid")) does not answer on $SOCK"; }
     else
         rm -f "$SOCK"
         log "starting podman system service on $SOCK"
         setsid podman system service --time=0 "unix://$SOCK" >>"$LOG_DIR/engine.log" 2>&1 </dev/null &
         echo $! >"$RUN_DIR/engine.pid"
-        local i
-        for i in $(seq 100); do engine_ping && break; sleep 0.1; done
-        engine_ping || { tail -20 "$LOG_DIR/engine.log" >&2; die "podman service did not answer"; }
+        engine_wait 60 || { tail -20 "$LOG_DIR/engine.log" >&2; die "podman service did not answer"; }
     fi
     [[ -n "${STAND_NO_HEALTHLOOP:-}" ]] || healthloop_start
     echo "DOCKER_HOST=$DOCKER_HOST"

@@ -1,0 +1,103 @@
+"""The compose files, run for real: `docker compose up` then `chatlimit compare`, as a user would.
+
+Podman stands in for Docker (tests/containers/README.md); the compose files and the Dockerfile
+run unchanged. Tests run in file order and share one engine; each brings up what it needs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from ..support import IN_CI, missing
+from .stand import (
+    Project,
+    Stand,
+    StandError,
+    compare,
+    stand_processes,
+    wait_for_no_stand_processes,
+)
+
+pytestmark = pytest.mark.containers
+
+SINGLE_URL = "http://127.0.0.1:8000"
+SCALED_URL = "http://127.0.0.1:8080"
+# Scaled runs use a limit of 10 and 30 requests: 10 allowed when Redis is shared, 3 x 10 when
+# each replica counts alone.
+SCALED_ENV = {"RATE_LIMIT": "10/minute"}
+
+
+@pytest.fixture(scope="module")
+def stand() -> Iterator[Stand]:
+    stand = Stand()
+    with stand.exclusive():
+        try:
+            stand.prepare()
+        except StandError as exc:
+            if shutil.which("podman") is None and not IN_CI:
+                missing(f"podman could not be installed for the container stand: {exc}")
+            pytest.fail(f"the container stand could not be prepared: {exc}")
+        stand.engine_start()
+        yield stand
+        stand.engine_stop()
+
+
+@pytest.fixture(scope="class")
+def scaled(stand: Stand) -> Iterator[Project]:
+    project = stand.project("docker-compose.scaled.yml", "chatlimit-stand-scaled", [8080],
+                            SCALED_ENV)
+    with project.running():
+        yield project
+
+
+def test_single_container_compose_enforces_the_limit_of_three(stand: Stand) -> None:
+    single = stand.project("docker-compose.yml", "chatlimit-stand-single", [8000])
+    with single.running():
+        result = compare(SINGLE_URL, requests=6, expect="enforced")
+
+    assert result.verdict == "ENFORCED: 3 of 6 allowed (limit 3)", result.output
+    assert result.returncode == 0, result.output
+    assert result.served_by == {"app"}, result.output
+
+
+class TestScaledCompose:
+    def test_three_replicas_sharing_redis_enforce_one_limit(self, scaled: Project) -> None:
+        result = compare(SCALED_URL, requests=30, expect="enforced")
+
+        assert result.verdict == "ENFORCED: 10 of 30 allowed (limit 10)", result.output
+        assert result.returncode == 0, result.output
+        assert result.served_by == {"app-1", "app-2", "app-3"}, result.output
+
+    def test_redis_data_survives_down_and_up_on_the_named_volume(self, scaled: Project) -> None:
+        marker = secrets.token_hex(8)
+        assert scaled.exec("redis", "redis-cli", "SET", "stand:marker", marker) == "OK"
+
+        scaled.down(volumes=False)
+        assert f"{scaled.name}_redis-data" in scaled.stand.podman("volume", "ls", "--format",
+                                                                   "{{.Name}}")
+        scaled.up()
+
+        assert scaled.exec("redis", "redis-cli", "GET", "stand:marker") == marker
+
+    def test_memory_storage_lets_each_replica_count_alone(self, scaled: Project) -> None:
+        # What a user types: `STORAGE_URI=memory:// docker compose -f ... up`. Compose recreates
+        # the replicas (new addresses) and restarts nginx after them (depends_on restart: true).
+        scaled.up(env={**SCALED_ENV, "STORAGE_URI": "memory://"})
+
+        result = compare(SCALED_URL, requests=30, expect="bypassed")
+
+        assert result.verdict.startswith("BYPASSED: 30 of 30 allowed, limit 10"), result.output
+        assert result.returncode == 0, result.output
+        assert result.served_by == {"app-1", "app-2", "app-3"}, result.output
+
+
+def test_the_stand_leaves_no_containers_networks_volumes_or_processes(stand: Stand) -> None:
+    assert stand.leftovers() == {"containers": [], "pods": [], "networks": [], "volumes": []}
+
+    stand.engine_stop()
+
+    assert wait_for_no_stand_processes() == [], stand_processes()

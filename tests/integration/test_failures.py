@@ -1,0 +1,197 @@
+"""When Redis fails: stopped, frozen (SIGSTOP), paused (CLIENT PAUSE) and restarted under a real
+uvicorn process. FAIL_MODE=open keeps limiting per replica and says so; FAIL_MODE=closed answers
+503; neither ever answers 500 or logs a traceback, and shared limiting comes back by itself."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from http import HTTPStatus
+from pathlib import Path
+
+import httpx
+import pytest
+from chatlimit.limiting import DEGRADED_HEADER
+from chatlimit.servers import MissingBinary, RedisServer
+
+from ..support import STRATEGIES, ClientFactory, missing
+from .served import ServedApp
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+UNREACHABLE = "rate-limit storage unreachable"
+RESUMED = "rate-limit storage reachable again"
+RECOVERY_BUDGET = 5.0  # seconds from Redis answering again to shared limiting
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own (the session one is shared with other tests)."""
+    try:
+        server = RedisServer(tmp_path, name="own-redis")
+    except MissingBinary as exc:
+        missing(str(exc))
+    server.start()
+    yield server
+    server.process.signal(signal.SIGCONT)  # a frozen server would ignore SIGTERM
+    server.stop()
+
+
+def chat(app: ServedApp, message: str = "hi", timeout: float = 10) -> httpx.Response:
+    return httpx.post(f"{app.url}/chat", json={"message": message}, timeout=timeout)
+
+
+def assert_clean_log(app: ServedApp) -> None:
+    log = app.log
+    assert "Traceback" not in log
+    assert "Internal server error" not in log and " 500 " not in log
+
+
+def wait_for_shared_limiting(app: ServedApp, budget: float = RECOVERY_BUDGET) -> float:
+    """Seconds until /api/quota (which consumes nothing) is answered from Redis again."""
+    start = time.monotonic()
+    while time.monotonic() - start < budget + 1:
+        answer = httpx.get(f"{app.url}/api/quota", timeout=5)
+        if answer.status_code == HTTPStatus.OK and DEGRADED_HEADER not in answer.headers:
+            return time.monotonic() - start
+        time.sleep(0.05)  # polling interval of a readiness check, not a synchronisation sleep
+    pytest.fail(f"shared limiting did not resume within {budget + 1:.0f}s")
+
+
+def test_redis_down_fails_open_per_replica_with_a_degraded_header_and_recovers(
+    tmp_path: Path, own_redis: RedisServer, record_property: pytest.RecordProperty
+) -> None:
+    with ServedApp(tmp_path, STORAGE_URI=own_redis.url, RATE_LIMIT="3/minute") as app:
+        first = chat(app)
+        assert first.status_code == HTTPStatus.OK
+        assert DEGRADED_HEADER not in first.headers
+
+        own_redis.stop()
+        outage = [chat(app) for _ in range(4)]
+        # This replica's own memory counts from zero: three more, then the limit holds again.
+        assert [a.status_code for a in outage] == [200, 200, 200, 429]
+        assert all(a.headers[DEGRADED_HEADER] == "storage-unreachable" for a in outage)
+        assert outage[3].json()["error"] == "rate_limited"
+        assert outage[3].headers["Retry-After"]
+        assert httpx.get(f"{app.url}/readyz", timeout=5).status_code == HTTPStatus.SERVICE_UNAVAILABLE
+        assert httpx.get(f"{app.url}/healthz", timeout=5).status_code == HTTPStatus.OK
+
+        own_redis.start()
+        recovery = wait_for_shared_limiting(app)
+        record_property("recovery_seconds_after_restart", round(recovery, 2))
+        print(f"\nrecovery after Redis restart: {recovery:.2f}s")
+        assert recovery < RECOVERY_BUDGET
+        back = chat(app)
+        assert back.status_code == HTTPStatus.OK  # a restarted Redis (no save) counts from zero
+        assert DEGRADED_HEADER not in back.headers
+        assert own_redis.command("DBSIZE") != ":0"  # counted in Redis again
+        assert httpx.get(f"{app.url}/readyz", timeout=5).status_code == HTTPStatus.OK
+        log = app.log
+    assert log.count(UNREACHABLE) == 1, log
+    assert log.count(RESUMED) == 1, log
+    assert "Traceback" not in log and " 500 " not in log
+
+
+def test_redis_down_fails_closed_with_503_json_and_retry_after(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    with ServedApp(tmp_path, STORAGE_URI=own_redis.url, FAIL_MODE="closed") as app:
+        assert chat(app).status_code == HTTPStatus.OK
+        own_redis.stop()
+        for answer in (chat(app), chat(app), httpx.get(f"{app.url}/api/quota", timeout=5)):
+            assert answer.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+            assert answer.headers["content-type"] == "application/json"
+            assert answer.headers["Retry-After"] == "1"
+            assert answer.json()["error"] == "storage_unavailable"
+            assert answer.json()["detail"]
+            assert answer.headers["X-Served-By"] == "app"
+        assert httpx.get(f"{app.url}/readyz", timeout=5).status_code == HTTPStatus.SERVICE_UNAVAILABLE
+        assert httpx.get(f"{app.url}/healthz", timeout=5).status_code == HTTPStatus.OK
+        assert httpx.get(f"{app.url}/", timeout=5).status_code == HTTPStatus.OK
+
+        own_redis.start()
+        assert wait_for_shared_limiting(app) < RECOVERY_BUDGET
+        assert chat(app).status_code == HTTPStatus.OK
+        log = app.log
+    assert log.count(UNREACHABLE) == 1 and "failing closed" in log
+    assert log.count(RESUMED) == 1
+    assert "Traceback" not in log and " 500 " not in log
+
+
+def test_a_frozen_redis_never_stalls_health_info_or_the_page(
+    tmp_path: Path, own_redis: RedisServer, record_property: pytest.RecordProperty
+) -> None:
+    # A long socket timeout keeps the /chat in flight while the other routes are timed.
+    with ServedApp(tmp_path, STORAGE_URI=own_redis.url, REDIS_SOCKET_TIMEOUT="1.5") as app:
+        assert chat(app).status_code == HTTPStatus.OK
+        own_redis.process.signal(signal.SIGSTOP)
+        try:
+            in_flight: list[httpx.Response] = []
+            started = time.monotonic()
+            sender = threading.Thread(target=lambda: in_flight.append(chat(app)))
+            sender.start()
+            latencies = {}
+            with httpx.Client(base_url=app.url, timeout=5) as client:
+                client.get("/healthz")  # connection set up outside the timing
+                for path in ("/healthz", "/api/info", "/"):
+                    begin = time.monotonic()
+                    assert client.get(path).status_code == HTTPStatus.OK
+                    latencies[path] = time.monotonic() - begin
+            assert sender.is_alive(), "the /chat should still be waiting on the frozen Redis"
+            sender.join(10)
+            chat_seconds = time.monotonic() - started
+            readyz_begin = time.monotonic()
+            ready = httpx.get(f"{app.url}/readyz", timeout=10)
+            readyz_seconds = time.monotonic() - readyz_begin
+        finally:
+            own_redis.process.signal(signal.SIGCONT)
+        record_property("health_latency_ms_during_stall", {k: round(v * 1000, 1) for k, v in latencies.items()})
+        print(f"\nduring a Redis stall: {', '.join(f'{k} {v * 1000:.1f} ms' for k, v in latencies.items())}; "
+              f"in-flight /chat answered after {chat_seconds:.2f}s; /readyz {readyz_seconds:.2f}s")
+        # A loop blocked on Redis would show the 1.5 s timeout; 0.5 s leaves room for a loaded
+        # 2-core CI machine (unloaded they take 1 to 10 ms).
+        assert max(latencies.values()) < 0.5
+        # Bounded: one try plus one retry on a fresh connection, each at most the socket timeout.
+        assert in_flight[0].status_code == HTTPStatus.OK
+        assert in_flight[0].headers[DEGRADED_HEADER] == "storage-unreachable"
+        assert chat_seconds < 2 * 1.5 + 1
+        assert ready.status_code == HTTPStatus.SERVICE_UNAVAILABLE and readyz_seconds < 2 * 1.5 + 1
+
+        recovery = wait_for_shared_limiting(app)
+        record_property("recovery_seconds_after_sigcont", round(recovery, 2))
+        print(f"recovery after SIGCONT: {recovery:.2f}s")
+        assert recovery < RECOVERY_BUDGET
+    assert_clean_log(app)
+
+
+def test_client_pause_degrades_quickly_and_recovers(tmp_path: Path, own_redis: RedisServer) -> None:
+    with ServedApp(tmp_path, STORAGE_URI=own_redis.url) as app:
+        assert chat(app).status_code == HTTPStatus.OK
+        begin = time.monotonic()
+        assert own_redis.command("CLIENT", "PAUSE", "1500", "ALL") == "+OK"
+        paused = chat(app)
+        waited = time.monotonic() - begin
+        assert paused.status_code == HTTPStatus.OK
+        assert paused.headers[DEGRADED_HEADER] == "storage-unreachable"
+        assert waited < 1.5  # the default 0.25 s socket timeout, twice, plus slack
+        # CLIENT UNPAUSE would itself wait behind the pause; the pause ends on its own.
+        wait_for_shared_limiting(app, budget=1.5 + RECOVERY_BUDGET)
+        after_pause = time.monotonic() - begin - 1.5
+        print(f"\nCLIENT PAUSE: /chat degraded after {waited:.2f}s; back {after_pause:.2f}s after the pause")
+        assert after_pause < RECOVERY_BUDGET
+    assert_clean_log(app)
+
+
+def test_changing_strategy_or_limit_on_a_shared_redis_never_errors(
+    make_client: ClientFactory, redis_url: str
+) -> None:
+    plans = [(s, "3/minute") for s in STRATEGIES] + [("fixed-window", "5/minute"), ("moving-window", "3/hour")]
+    for strategy, limit in plans:
+        client = make_client(storage_uri=redis_url, rate_limit_strategy=strategy, rate_limit=limit)
+        answers = [client.post("/chat", json={"message": "hi"}) for _ in range(int(limit[0]) + 1)]
+        assert [a.status_code for a in answers] == [200] * int(limit[0]) + [429], (strategy, limit)
+        # A WRONGTYPE from a stale key would show up as a fail-open, not as a 500: rule both out.
+        assert all(DEGRADED_HEADER not in a.headers for a in answers), (strategy, limit)
+
