@@ -15,7 +15,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .main import create_app
     from .protocol import limited_http_protocol
-    from .protocol import limited_http_protocol
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)

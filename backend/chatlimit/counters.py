@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import itertools
-import logging
 import math
 import re
 import time
@@ -23,8 +21,6 @@ from typing import Any, Protocol
 from limits import RateLimitItem
 
 from .redis_clients import redis_client  # one server, Sentinel or Cluster
-
-log = logging.getLogger("chatlimit.counters")
 
 log = logging.getLogger("chatlimit.counters")
 
@@ -217,8 +213,6 @@ class MemoryCounter:
         entry = self._fixed.get(key)
         if entry is not None and entry[1] <= now:
             entry = None
-            if not peek:
-                del self._fixed[key]  # re-inserted below, last: the order stays oldest first
             if not peek:
                 del self._fixed[key]  # re-inserted below, last: the order stays oldest first
         if peek:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from slowapi.errors import RateLimitExceeded
@@ -81,17 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Outermost last: headers wrap everything, including 413s from the body cap.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    if settings.cors_origins:  # closed unless configured: the page itself is same-origin
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
-            expose_headers=["Retry-After", "X-Served-By", "X-RateLimit-Limit",
-                            "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit",
-                            "RateLimit-Policy", "X-RateLimit-Degraded"],
-            max_age=600,
-        )
     if settings.cors_origins:  # closed unless configured: the page itself is same-origin
         app.add_middleware(
             CORSMiddleware,
