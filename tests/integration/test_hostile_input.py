@@ -38,10 +38,15 @@ def assert_error_shape(status: int, body: bytes, expected: int, *codes: str) -> 
 
 
 def api_cases(mode: schemathesis.GenerationMode, **overrides: str) -> st.SearchStrategy[schemathesis.Case]:
-    app = create_app(make_settings(rate_limit="1000/minute", **overrides))
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    return st.one_of(*(op.as_strategy(generation_mode=mode) for op in operations))
+    """Cases for every operation of a fresh app's schema; the app is built when the test runs."""
+
+    def build() -> st.SearchStrategy[schemathesis.Case]:
+        app = create_app(make_settings(rate_limit="1000/minute", **overrides))
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        operations = [result.ok() for result in schema.get_all_operations()]
+        return st.one_of(*(op.as_strategy(generation_mode=mode) for op in operations))
+
+    return st.deferred(build)
 
 
 FUZZ = settings(
