@@ -21,6 +21,7 @@ RUN pip install -r requirements.txt
 COPY --chown=user pyproject.toml README.md ./
 COPY --chown=user backend ./backend
 COPY --chown=user frontend ./frontend
+COPY --chown=user nginx ./nginx
 RUN pip install --no-deps . && rm -rf build
 
 USER user

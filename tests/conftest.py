@@ -6,16 +6,19 @@ under CI=true: CI must run everything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from chatlimit.cluster import Cluster
 from chatlimit.main import create_app
 from chatlimit.servers import MissingBinary, RedisServer
 
 from .support import ClientFactory, make_settings, missing
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     try:
@@ -59,3 +62,24 @@ def make_client() -> Iterator[ClientFactory]:
     yield factory
     for client in opened:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Cluster]]:
+    """Start a scaled-mode Cluster (redis-server, replicas, nginx) under a temp dir:
+    `make_cluster(storage="memory", env={"RATE_LIMIT": "10/minute"})`. Module-scoped so a module
+    can share one cluster between tests; every cluster still running stops at the module's end
+    (a test may stop one earlier: `cluster.stop()`)."""
+    started: list[Cluster] = []
+
+    def factory(**options: Any) -> Cluster:
+        try:
+            cluster = Cluster(tmp_path_factory.mktemp("cluster"), **options)
+        except MissingBinary as exc:
+            missing(str(exc))
+        started.append(cluster)
+        return cluster.start()
+
+    yield factory
+    for cluster in started:
+        cluster.stop()

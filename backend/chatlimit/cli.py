@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default: $HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: $PORT or 8000)")
     serve.set_defaults(func=_serve)
+    from . import cluster_cli
+
+    cluster_cli.add_parsers(commands)
     return parser
 
 
