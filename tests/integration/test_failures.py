@@ -195,3 +195,51 @@ def test_changing_strategy_or_limit_on_a_shared_redis_never_errors(
         # A WRONGTYPE from a stale key would show up as a fail-open, not as a 500: rule both out.
         assert all(DEGRADED_HEADER not in a.headers for a in answers), (strategy, limit)
 
+
+@pytest.mark.nginx
+def test_three_replicas_behind_nginx_ride_out_a_redis_outage(
+    tmp_path: Path, own_redis: RedisServer, record_property: pytest.RecordProperty
+) -> None:
+    from chatlimit.cluster import Cluster
+
+    try:
+        cluster = Cluster(tmp_path / "cluster", replicas=3, redis=own_redis, env={"RATE_LIMIT": "3/minute"})
+    except MissingBinary as exc:
+        missing(str(exc))
+    with cluster, httpx.Client(base_url=cluster.url, timeout=10) as client:
+        def burst(count: int) -> list[httpx.Response]:
+            return [client.post("/chat", json={"message": "hi"}) for _ in range(count)]
+
+        assert [a.status_code for a in burst(4)] == [200, 200, 200, 429]  # shared: 3 in all
+
+        own_redis.stop()
+        outage = burst(12)
+        assert {a.status_code for a in outage} <= {200, 429}, [a.text for a in outage]
+        assert all(a.headers[DEGRADED_HEADER] == "storage-unreachable" for a in outage)
+        # Each replica counts alone while Redis is away: up to three times the limit.
+        served = {a.headers["X-Served-By"] for a in outage if a.status_code == 200}
+        assert len(served) == 3 and sum(a.status_code == 200 for a in outage) == 9
+        for url in cluster.replica_urls.values():
+            assert httpx.get(f"{url}/readyz", timeout=5).status_code == HTTPStatus.SERVICE_UNAVAILABLE
+
+        own_redis.start()
+        begin = time.monotonic()
+        pending = dict(cluster.replica_urls)
+        while pending and time.monotonic() - begin < RECOVERY_BUDGET + 1:
+            for name, url in list(pending.items()):
+                answer = httpx.get(f"{url}/api/quota", timeout=5)
+                if answer.status_code == HTTPStatus.OK and DEGRADED_HEADER not in answer.headers:
+                    del pending[name]
+        recovery = time.monotonic() - begin
+        record_property("cluster_recovery_seconds", round(recovery, 2))
+        print(f"\nthree replicas back on Redis {recovery:.2f}s after it restarted")
+        assert not pending and recovery < RECOVERY_BUDGET
+        back = burst(4)
+        assert [a.status_code for a in back] == [200, 200, 200, 429]  # shared again, no restart
+        assert all(DEGRADED_HEADER not in a.headers for a in back)
+    for name, process in cluster.replicas.items():
+        log = process.log_path.read_text()
+        assert log.count(UNREACHABLE) == 1 and log.count(RESUMED) == 1, (name, log)
+        assert "Traceback" not in log
+    nginx_log = cluster.nginx.log_path.read_text()
+    assert "upstream prematurely closed" not in nginx_log and " 502 " not in nginx_log

@@ -7,16 +7,18 @@ import json
 import socket
 from collections.abc import Iterator
 from http import HTTPStatus
+from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from chatlimit.main import create_app
-from chatlimit.servers import free_port
+from chatlimit.servers import MissingBinary, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from ..support import ClientFactory, make_settings
+from ..support import ClientFactory, make_settings, missing
 from .served import ServedApp
 
 JSON = {"Content-Type": "application/json"}
@@ -214,3 +216,29 @@ def test_under_uvicorn_oversize_and_invalid_bodies_are_refused(served: ServedApp
     status, _, body = raw_request(served.port, chat_head(length=len(bad)), bad)
     assert_error_shape(status, body, 400, "bad_request")
 
+
+# ---------------------------------------------------------------------------------------------
+# Through nginx: it refuses the biggest things before they reach a replica.
+
+
+@pytest.mark.integration
+@pytest.mark.nginx
+def test_through_nginx_oversize_bodies_and_headers_get_the_error_shape(tmp_path: Path) -> None:
+    from chatlimit.cluster import Cluster
+
+    try:
+        cluster = Cluster(tmp_path, replicas=1, storage="memory")
+    except MissingBinary as exc:
+        missing(str(exc))
+    with cluster:
+        answer = httpx.post(f"{cluster.url}/chat", content=b"x" * 5_000_000, headers=JSON, timeout=10)
+        assert_error_shape(answer.status_code, answer.content, 413, "payload_too_large")
+        status, _, body = raw_request(cluster.port, get(extra=b"X-Big: " + b"a" * 100_000 + b"\r\n"))
+        assert_error_shape(status, body, 431, "headers_too_large")
+        # Under nginx's 16 KiB line buffer but over the app's 16 KiB head: the app's 431.
+        status, headers, body = raw_request(cluster.port, get(extra=b"X-Big: " + b"a" * 15_000 + b"\r\n" + b"X-More: " + b"b" * 2_000 + b"\r\n"))
+        assert_error_shape(status, body, 431, "headers_too_large")
+        assert headers["x-served-by"] == "app-1"
+        agent = b"User-Agent: " + b"a" * 12_000 + b"\r\n"
+        status, _, body = raw_request(cluster.port, chat_head(agent, 17), b'{"message": "hi"}')
+        assert status == HTTPStatus.OK, body

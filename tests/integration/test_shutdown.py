@@ -4,13 +4,17 @@ nginx, the replicas and Redis cleanly (SIGTERM honoured, nothing left behind).""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from chatlimit.servers import port_open, wait_until
+from chatlimit.servers import MissingBinary, find_binary, free_port, port_open, wait_until
 
+from ..support import missing
 from .served import ServedApp
 
 pytestmark = pytest.mark.integration
@@ -50,3 +54,87 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
     assert "Application shutdown complete" in app.log
     assert "Traceback" not in app.log
 
+
+def children_of(pid: int) -> set[int]:
+    """Every descendant of pid, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.redis
+@pytest.mark.nginx
+def test_cluster_stop_ends_nginx_replicas_and_redis_by_sigterm(tmp_path: Path) -> None:
+    from chatlimit.cluster import Cluster
+
+    try:
+        cluster = Cluster(tmp_path, replicas=2)
+    except MissingBinary as exc:
+        missing(str(exc))
+    cluster.start()
+    assert cluster.redis is not None
+    pids = set(cluster.pids())
+    pids |= {child for pid in pids for child in children_of(pid)}  # nginx's workers
+    cluster.stop()
+    assert not [pid for pid in pids if alive(pid)]
+    # Each exited on SIGTERM by itself: nobody needed SIGKILL.
+    assert cluster.nginx.popen is not None and cluster.nginx.popen.returncode == 0
+    assert cluster.redis.process.popen is not None and cluster.redis.process.popen.returncode == 0
+    assert "ready to exit, bye bye" in cluster.redis.process.log_path.read_text()
+    for process in cluster.replicas.values():
+        assert process.popen is not None and process.popen.returncode in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in process.log_path.read_text()
+    nginx_log = cluster.nginx.log_path.read_text()
+    assert "[emerg]" not in nginx_log and "[alert]" not in nginx_log
+
+
+@pytest.mark.redis
+@pytest.mark.nginx
+def test_chatlimit_cluster_command_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    try:
+        find_binary("nginx")
+        find_binary("redis-server")
+    except MissingBinary as exc:
+        missing(str(exc))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "STORAGE_URI")}
+    out = tmp_path / "cluster.out"
+    with open(out, "w") as log:
+        command = subprocess.Popen(
+            [sys.executable, "-m", "chatlimit", "cluster", "--replicas", "2", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True,
+        )
+    try:
+        wait_until(lambda: "ready:" in out.read_text() or command.poll() is not None,
+                   timeout=60, what="chatlimit cluster")
+        assert command.poll() is None, out.read_text()
+        descendants = children_of(command.pid)
+        assert len(descendants) >= 4  # redis, two replicas, nginx and its workers
+        command.send_signal(signal.SIGTERM)
+        code = command.wait(20)
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+            command.wait()
+    assert code == 128 + signal.SIGTERM
+    assert "chatlimit cluster: stopped" in out.read_text()
+    assert not [pid for pid in descendants if alive(pid)]
+    assert not port_open(port)
