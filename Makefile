@@ -1,11 +1,14 @@
 .DEFAULT_GOAL := help
-.PHONY: help run test lint
+.PHONY: help run cluster test lint
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 run: ## serve the app at http://127.0.0.1:8000 (memory mode, one process)
 	./scripts/run
+
+cluster: ## 3 replicas behind nginx sharing Redis at http://127.0.0.1:8080 (STORAGE=memory: the bypass)
+	./scripts/cluster --storage $(or $(STORAGE),redis)
 
 test: ## run the whole test suite (installs what it needs)
 	./scripts/test

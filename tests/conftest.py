@@ -74,7 +74,9 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 
     def factory(**options: Any) -> Cluster:
         try:
-            cluster = Cluster(tmp_path_factory.mktemp("cluster"), **options)
+            # A pytest killed mid-run takes the cluster's processes with it.
+            cluster = Cluster(tmp_path_factory.mktemp("cluster"),
+                              **{"die_with_parent": True, **options})
         except MissingBinary as exc:
             missing(str(exc))
         started.append(cluster)

@@ -39,7 +39,10 @@ class Cluster:
         port: int | None = None,
         env: Mapping[str, str] | None = None,
         redis: RedisServer | None = None,
+        die_with_parent: bool = False,
     ) -> None:
+        """die_with_parent: the children get SIGTERM if this process dies without stopping
+        them (`chatlimit cluster`, the test fixture); start from the main thread then."""
         if replicas < 1:
             raise ValueError("replicas must be at least 1")
         if storage not in ("redis", "memory"):
@@ -49,11 +52,13 @@ class Cluster:
         self.workdir = workdir
         self.storage = storage
         self.env = dict(env or {})
+        self.die_with_parent = die_with_parent
         # Both binaries are checked before anything starts: MissingBinary says how to install.
         self.nginx_binary = find_binary("nginx")
         self._owns_redis = storage == "redis" and redis is None
         if self._owns_redis:
             redis = RedisServer(workdir, appendonly=True)
+            redis.process.die_with_parent = die_with_parent
         self.redis: RedisServer | None = redis
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -67,6 +72,7 @@ class Cluster:
             [self.nginx_binary, "-p", str(workdir), "-c", str(self.conf_path), "-e", "stderr",
              "-g", "daemon off;"],
             workdir / "nginx.log",
+            die_with_parent=die_with_parent,
         )
 
     @property
@@ -87,7 +93,7 @@ class Cluster:
         }
         return Process(
             name, [sys.executable, "-m", "chatlimit", "serve"], self.workdir / f"{name}.log",
-            env=env, cwd=self.workdir,
+            env=env, cwd=self.workdir, die_with_parent=self.die_with_parent,
         )
 
     def start(self) -> Cluster:

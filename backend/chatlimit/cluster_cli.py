@@ -85,7 +85,7 @@ def run_cluster(args: argparse.Namespace) -> int:
             return 2
         topology = start_redis(args.redis, workdir)  # None: the cluster starts one redis
         cluster = Cluster(workdir, replicas=args.replicas, storage=args.storage, port=args.port,
-                          redis=topology)  # type: ignore[arg-type]
+                          redis=topology, die_with_parent=True)  # type: ignore[arg-type]
         print(f"chatlimit cluster: starting {args.replicas} replicas ({args.storage}) "
               f"behind nginx at {cluster.url}; logs in {workdir}", flush=True)
         cluster.start()

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,23 +63,46 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def _term_with_parent(parent: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when the thread that started it dies, even by
+    SIGKILL (Linux PR_SET_PDEATHSIG), so a killed launcher leaves no orphans behind."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
 @dataclass
 class Process:
-    """A child process with its log file, stopped with SIGTERM then SIGKILL."""
+    """A child process with its log file, stopped with SIGTERM then SIGKILL.
+
+    die_with_parent: SIGTERM the child if this process dies without stopping it (Linux only;
+    start it from a thread that lives as long as the child should).
+    """
 
     name: str
     argv: Sequence[str]
     log_path: Path
     env: dict[str, str] | None = None
     cwd: Path | None = None
+    die_with_parent: bool = False
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        preexec = (_term_with_parent(os.getpid())
+                   if self.die_with_parent and sys.platform == "linux" else None)
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
                 list(self.argv), stdout=log, stderr=subprocess.STDOUT, env=self.env,
                 cwd=self.cwd, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=preexec,
             )
 
     @property

@@ -402,3 +402,26 @@ def test_chatlimit_cluster_shows_the_guides_six_requests_and_leaves_no_process_a
         assert cluster.stdout is not None
         cluster.stdout.close()
     assert [pid for pid in children if _alive(pid)] == []
+
+
+def test_chatlimit_cluster_killed_outright_still_takes_its_processes_with_it() -> None:
+    port = free_port()
+    cluster = subprocess.Popen(
+        [sys.executable, "-m", "chatlimit", "cluster", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **PATIENT},
+    )
+    try:
+        _read_until(cluster, "Ctrl-C")
+        children = _descendants(cluster.pid)
+        assert len(children) == 6
+        cluster.kill()  # SIGKILL: no clean-up code runs in the launcher
+        cluster.wait()
+        # The children get SIGTERM from the kernel (PR_SET_PDEATHSIG) and exit by themselves.
+        wait_until(lambda: not any(_alive(pid) for pid in children), timeout=20,
+                   what="the orphaned cluster processes to exit")
+    finally:
+        if cluster.poll() is None:
+            cluster.kill()
+            cluster.wait()
+        assert cluster.stdout is not None
+        cluster.stdout.close()
