@@ -161,13 +161,14 @@ class Project:
         argv = [str(STAND_SH), "compose", "-f", self.file, "-p", self.name, *args]
         return run(argv, env=environ, timeout=timeout).stdout
 
-    def up(self, env: dict[str, str] | None = None) -> None:
-        """`up -d --build --wait`; with a changed env Compose recreates what it changes."""
+    def up(self, env: dict[str, str] | None = None, *, build: bool = False) -> None:
+        """`up -d --wait`; with a changed env Compose recreates what it changes."""
         if env is not None:
             self.env = dict(env)
+        flags = ["--build"] if build else []
         changed = f" ({' '.join(f'{k}={v}' for k, v in self.env.items())})" if self.env else ""
-        with timed(f"{self.file}: up --build --wait{changed}"):
-            self.compose("up", "-d", "--build", "--wait", "--wait-timeout", "300")
+        with timed(f"{self.file}: up {' '.join(flags)} --wait{changed}".replace("  ", " ")):
+            self.compose("up", "-d", *flags, "--wait", "--wait-timeout", "300")
 
     def down(self, *, volumes: bool) -> None:
         with timed(f"{self.file}: down" + (" -v" if volumes else "")):
@@ -186,10 +187,10 @@ class Project:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Project]:
-        """Up with --wait; always down -v afterwards, even when up failed halfway."""
+        """Up with --build --wait; always down -v afterwards, even when up failed halfway."""
         self.check_ports()
         try:
-            self.up()
+            self.up(build=True)
             yield self
         finally:
             self.down(volumes=True)

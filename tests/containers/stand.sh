@@ -29,7 +29,7 @@ SOCK="$RUN_DIR/podman.sock"
 LOG_DIR="$STAND_DIR/log"
 CACHE_DIR="$STAND_DIR/cache"
 SUITE=bookworm
-PACKAGES=(podman runc conmon netavark aardvark-dns catatonit iptables debootstrap)
+PACKAGES=(podman runc conmon netavark aardvark-dns catatonit iptables debootstrap curl)
 
 # Image names: stand-internal bases and the exact names the project uses.
 IMG_MINBASE=localhost/chatlimit-stand/bookworm:minbase
@@ -142,13 +142,18 @@ EOF
 # podman keeps run state in RUN_DIR; /run is not a tmpfs here, so after a
 # reboot (the machine is handed back later) stale state must be dropped.
 ensure_fresh_run_dir() {
+    # Every stand.sh call runs this, some at once (engine-start's background healthloop and
+    # the next command): boot_id is written only when it changes, and atomically, so a reader
+    # never sees it half-written and wipes a live engine's run state.
     local boot; boot="$(cat /proc/sys/kernel/random/boot_id)"
-    if [[ -d "$RUN_DIR" && "$(cat "$STAND_DIR/boot_id" 2>/dev/null)" != "$boot" ]]; then
-        log "machine rebooted since last use: dropping stale run state"
-        rm -rf "$RUN_DIR"
+    if [[ "$(cat "$STAND_DIR/boot_id" 2>/dev/null)" != "$boot" ]]; then
+        if [[ -d "$RUN_DIR" ]]; then
+            log "machine rebooted since last use: dropping stale run state"
+            rm -rf "$RUN_DIR"
+        fi
+        echo "$boot" | write_if_changed "$STAND_DIR/boot_id"
     fi
     mkdir -p "$RUN_DIR"
-    echo "$boot" >"$STAND_DIR/boot_id"
 }
 
 setup() { mkdir -p "$STAND_DIR" "$LOG_DIR"; write_confs; ensure_fresh_run_dir; }
@@ -232,8 +237,10 @@ prepare() {
 # pid_alive PIDFILE PATTERN: the process lives and is still ours (pids get reused)
 pid_alive() {
     local pid; pid="$(cat "$1" 2>/dev/null)" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
-        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    # No `| grep -q` here: under pipefail its early exit can fail the pipeline (SIGPIPE).
+    local argv; argv="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$argv" == *"$2"* ]]
 }
 
 engine_ping() { curl -fsS --max-time 2 --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; }
