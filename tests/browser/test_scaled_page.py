@@ -1,0 +1,143 @@
+"""The chat page against the scaled topology: nginx in front of three replicas started by
+`chatlimit.cluster.Cluster`, once sharing Redis and once counting in memory."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from chatlimit.cluster import Cluster
+from chatlimit.servers import MissingBinary
+from playwright.sync_api import Page, expect
+
+from ..support import missing
+from .chatpage import ChatPage
+from .conftest import PageProblems
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.nginx]
+
+LIMIT = 5
+
+
+@pytest.fixture(scope="module", params=["redis", "memory"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    storage = request.param
+    try:
+        # Per-address ceiling off: the tests rotate User-Agents from one address to isolate.
+        env = {"RATE_LIMIT": f"{LIMIT}/minute", "RATE_LIMIT_PER_ADDRESS": "off"}
+        scaled = Cluster(tmp_path_factory.mktemp(f"cluster-{storage}"), replicas=3,
+                         storage=storage, env=env)
+    except MissingBinary as exc:
+        missing(str(exc))
+    with scaled:
+        yield scaled
+
+
+def test_the_banner_says_scaled_and_how_the_replicas_count(
+    page: Page, problems: PageProblems, cluster: Cluster
+) -> None:
+    chat = ChatPage(page).open(cluster.url)
+    expect(chat.mode).to_contain_text("Scaled · 3 replicas")
+    if cluster.storage == "redis":
+        expect(chat.mode).to_contain_text("Redis, shared")
+        expect(chat.mode).to_contain_text("the limit holds")
+    else:
+        expect(chat.mode).to_contain_text("Memory, per process")
+        expect(chat.mode).to_contain_text("up to 3 \u00d7 the limit")
+    expect(chat.replica_panel).to_be_visible()
+    expect(chat.replica_views).to_have_count(3)
+    problems.assert_none()
+
+
+def test_badges_show_the_replicas_taking_turns_each_in_its_own_colour(
+    page: Page, problems: PageProblems, cluster: Cluster
+) -> None:
+    chat = ChatPage(page).open(cluster.url)
+    for text in ("hello", "what is a replica?", "and redis?"):
+        chat.send(text)
+    badges = chat.badges()
+    assert set(badges) <= set(cluster.names)
+    assert len(set(badges)) >= 2
+    colours = dict(zip(badges, chat.replies.locator(".badge").evaluate_all(
+        "els => els.map(e => e.className)"), strict=True))
+    assert len(set(colours.values())) == len(colours)
+    expect(chat.quota).to_have_text(re.compile(rf"\d of {LIMIT} left"))
+    problems.assert_none()
+
+
+def test_each_replicas_view_agrees_with_redis_and_diverges_with_memory(
+    page: Page, problems: PageProblems, cluster: Cluster
+) -> None:
+    chat = ChatPage(page).open(cluster.url)
+    expect(chat.replica_views.locator(".replica-text")).to_have_text([f"{LIMIT} of {LIMIT} left"] * 3)
+    served_by = chat.send("hello").locator(".badge").inner_text()
+    if cluster.storage == "redis":
+        expect(chat.replica_views.locator(".replica-text")).to_have_text(
+            [f"{LIMIT - 1} of {LIMIT} left"] * 3)
+        expect(chat.verdict).to_have_text("All replicas agree: they share one count in Redis.")
+    else:
+        expect(chat.verdict).to_contain_text("The replicas disagree")
+        expected = {name: LIMIT - (name == served_by) for name in cluster.names}
+        assert chat.replica_remaining() == expected
+    problems.assert_none()
+
+
+def test_burst_shows_how_many_requests_each_replica_let_through(
+    page: Page, problems: PageProblems, cluster: Cluster
+) -> None:
+    problems.expect_http_errors(429)
+    chat = ChatPage(page).open(cluster.url)
+    chat.send("hello")
+    expect(chat.verdict).not_to_be_empty()
+    before = chat.replica_remaining()
+    chat.burst(10)
+    rows = chat.burst_table()
+    assert set(rows) <= set(cluster.names)
+    assert sum(a + b for a, b in rows.values()) == 10
+    allowed = sum(a for a, _ in rows.values())
+    if cluster.storage == "redis":
+        # One shared count: exactly what was left of the limit gets through.
+        assert allowed == LIMIT - 1
+        expect(chat.burst_summary).to_have_text(f"{LIMIT - 1} of 10 allowed, {10 - LIMIT + 1} blocked.")
+        expect(chat.replica_views.locator(".replica-text")).to_have_text([f"0 of {LIMIT} left"] * 3)
+        expect(chat.verdict).to_contain_text("All replicas agree")
+        expect(chat.send_button).to_be_disabled()
+    else:
+        # Each replica lets through what it alone has left: together more than the limit.
+        assert rows == {
+            name: (min(a + b, before[name]), a + b - min(a + b, before[name]))
+            for name, (a, b) in rows.items()
+        }
+        assert allowed > LIMIT
+        expect(chat.burst_summary).to_contain_text(f"More than the limit of {LIMIT} got through")
+        # 3 x 5 - 1 - allowed is not a multiple of 3 when all ten get through (round robin
+        # sends at most 4 to each replica), so the replicas cannot all show the same number.
+        expect(chat.verdict).to_contain_text("The replicas disagree")
+    chat.screenshot(f"page-scaled-{cluster.storage}")
+    problems.assert_none()
+
+
+def test_with_every_replica_down_nginx_answers_502_and_the_page_says_so(
+    page: Page, problems: PageProblems, cluster: Cluster
+) -> None:
+    if cluster.storage == "memory":
+        pytest.skip("the failure path is the same for both storages; once is enough")
+    problems.expect_http_errors(502)
+    chat = ChatPage(page).open(cluster.url)
+    try:
+        for name in cluster.names:
+            cluster.kill_replica(name)
+        chat.message.fill("is anyone there?")
+        chat.message.press("Enter")
+        expect(chat.notice).to_contain_text("Server error 502: No replica could answer")
+        expect(chat.mine.locator(".msg-meta")).to_contain_text("Not sent. Server error 502")
+        expect(chat.message).to_have_value("is anyone there?")
+        expect(chat.verdict).to_have_text("Some replicas did not answer.")
+    finally:
+        for name in cluster.names:
+            cluster.start_replica(name)
+    chat.send_button.click()
+    expect(chat.replies).to_have_count(1)
+    expect(chat.notice).to_be_hidden()
+    problems.assert_none()
