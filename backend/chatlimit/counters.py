@@ -323,7 +323,11 @@ class RedisCounter:
 
         self._client = client
         self._script = client.register_script(lua_source(strategy))
-        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+        # RuntimeError: under uvloop, redis-py writing to a connection whose server just died
+        # (a Sentinel failover) gets "unable to perform operation on <TCPTransport closed=True>".
+        self._errors: tuple[type[BaseException], ...] = (
+            RedisError, OSError, TimeoutError, RuntimeError,
+        )
 
     async def hit(self, keys: Sequence[str], items: Sequence[RateLimitItem], cost: int) -> Verdict:
         return await self._run(keys, items, cost, peek=False)

@@ -164,7 +164,9 @@ async def failover_run(url: str, topology: SentinelTopology, *, users: int, limi
         "max_ok_per_user": max(ok.values()),
         "counts_acknowledged": acked,
         "counts_on_new_primary": found,
-        "counts_lost": max(0, acked - found),
+        # A lower bound: a write applied but never answered (in flight at the kill) is
+        # found but not acknowledged, and hides one that was acknowledged but lost.
+        "counts_lost_at_least": max(0, acked - found),
         "seconds_until_sentinel_promoted": round(new_at - killed_at, 2),
         "limit": limit,
         "users": users,
@@ -215,8 +217,10 @@ def test_with_fail_mode_closed_a_failover_answers_503_and_allows_nothing_extra(
     assert figures["statuses"].get(503, 0) > 0
     assert figures["ready_after"] == HTTPStatus.OK
     assert 0 < figures["seconds_without_shared_limiting"] < 10
-    # Nobody is let through unmetered; only counts lost in replication could allow extra.
-    assert figures["over_allowed"] <= figures["counts_lost"]
+    # Nobody is let through unmetered, so anything over the limit is a count the promoted
+    # replica never received: acknowledged by the old primary in its last moment, before it
+    # streamed the write on. That is at most the scripts in flight then (8 requests at a time).
+    assert figures["over_allowed"] <= 8
 
 
 def test_a_password_protected_sentinel_setup_counts_exactly_and_fails_over(
