@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -52,6 +53,17 @@ def scaled(stand: Stand) -> Iterator[Project]:
                             SCALED_ENV)
     with project.running():
         yield project
+
+
+def test_a_taken_host_port_fails_at_once_naming_its_process() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        project = Stand().project("docker-compose.yml", "chatlimit-stand-ports", [port])
+
+        with pytest.raises(StandError, match=rf"host port {port}, .* is taken by: .*python"):
+            project.check_ports()
 
 
 def test_single_container_compose_enforces_the_limit_of_three(stand: Stand) -> None:
