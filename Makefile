@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help run cluster test lint
+.PHONY: help run cluster test lint bench
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -15,3 +15,6 @@ test: ## run the whole test suite (installs what it needs)
 
 lint: ## ruff and mypy
 	.venv/bin/python -m pip install -q ruff mypy && .venv/bin/ruff check backend tests && .venv/bin/mypy
+
+bench: ## measure what rate limiting costs; writes docs/benchmarks.{md,json,png} (~8 min)
+	./scripts/bench

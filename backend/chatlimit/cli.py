@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cluster_cli
 
     cluster_cli.add_parsers(commands)
+    from . import bench
+
+    bench.add_parser(commands)
     return parser
 
 

@@ -373,5 +373,8 @@ def build_counter(
     scheme = storage_uri.partition("://")[0].lower()
     if scheme == "memory":
         return MemoryCounter(strategy, max_keys=memory_max_keys)
-    client = redis_client(storage_uri, connect_timeout=connect_timeout, socket_timeout=socket_timeout)
+    from .resp import LeanRedis  # one plain server: the lean pipelined client (see resp.py)
+
+    timeouts = {"connect_timeout": connect_timeout, "socket_timeout": socket_timeout}
+    client = LeanRedis.from_uri(storage_uri, **timeouts) or redis_client(storage_uri, **timeouts)
     return RedisCounter(client, strategy)

@@ -42,6 +42,11 @@ def policy_name(item: RateLimitItem) -> str:
 
 def policy_header(items: Sequence[RateLimitItem]) -> str:
     """RateLimit-Policy (draft-ietf-httpapi-ratelimit-headers): every limit in force."""
+    return _policy_header(tuple(items))
+
+
+@functools.lru_cache(maxsize=256)  # one value per route and limit shown: built once
+def _policy_header(items: tuple[RateLimitItem, ...]) -> str:
     return ", ".join(
         f'"{policy_name(i)}";q={i.amount};w={int(i.get_expiry())}' for i in items
     )
@@ -122,7 +127,12 @@ class ChatLimiter(Limiter):
                 verdict = await self.check(request, name)
                 response = kwargs.get("response")
                 if verdict is not None and isinstance(response, Response):
-                    response.headers.update(self.headers_for(request))
+                    # Appended raw: a fresh response holds none of these, and MutableHeaders
+                    # would scan the list once per header.
+                    response.raw_headers.extend(
+                        (k.lower().encode("latin-1"), v.encode("latin-1"))
+                        for k, v in self.headers_for(request).items()
+                    )
                 return await func(*args, **kwargs)
 
             limited._chatlimit_limited = True  # type: ignore[attr-defined]

@@ -15,9 +15,12 @@ from ..schemas import ChatRequest, ChatResponse, ErrorBody, QuotaResponse, RateL
 from ..settings import Settings
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Refuse non-JSON bodies with 415 rather than a confusing validation error."""
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a hop per request.
     content_type = request.headers.get("content-type", "")
+    if content_type == "application/json":
+        return
     parsed = Message()
     parsed["content-type"] = content_type
     subtype = parsed.get_content_subtype()
