@@ -52,6 +52,25 @@ def _answers(port: int, check: Any, password: str | None = None) -> bool:
     return bool(_ask(port, check, password))
 
 
+def _replica_streaming(primary: Any) -> bool:
+    """The replica has acknowledged a write. Its link shows "up" earlier, but after a diskless
+    full sync the primary streams nothing until the replica's first REPLCONF ACK (up to a
+    second later): a primary lost in that second would take every write since with it."""
+    primary.publish("__chatlimit__:topology", "ready")  # replicated, and leaves no key
+    return int(primary.execute_command("WAIT", 1, 500)) >= 1
+
+
+class _Server(RedisServer):
+    """A redis-server whose readiness check logs in when it requires a password."""
+
+    def __init__(self, workdir: Path, *, password: str | None = None, **kwargs: Any) -> None:
+        super().__init__(workdir, **kwargs)
+        self.password = password
+
+    def ping(self) -> bool:
+        return _answers(self.port, lambda c: c.ping(), self.password)
+
+
 class SentinelTopology:
     """One primary, one replica and three sentinels (quorum 2) watching service `chatlimit`."""
 
@@ -60,11 +79,13 @@ class SentinelTopology:
         URI's user:password@ then logs in at both."""
         self.workdir = workdir
         self.password = password
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
         # No 5-second wait for more replicas before a full sync (either may become primary).
-        quick_sync = ["--repl-diskless-sync-delay", "0"]
-        self.primary = RedisServer(workdir, name="redis-primary", extra_args=quick_sync)
-        self.replica = RedisServer(
-            workdir, name="redis-replica",
+        quick_sync = ["--repl-diskless-sync-delay", "0", *auth]
+        self.primary = _Server(workdir, name="redis-primary", extra_args=quick_sync,
+                               password=password)
+        self.replica = _Server(
+            workdir, name="redis-replica", password=password,
             extra_args=[*quick_sync, "--replicaof", "127.0.0.1", str(self.primary.port)],
         )
         self.binary = self.primary.binary
@@ -121,15 +142,9 @@ class SentinelTopology:
             self.primary.start()
             self.replica.start()
             wait_until(
-                lambda: _answers(self.replica.port, lambda c: c.info("replication")
-                                 .get("master_link_status") == "up"),
+                lambda: _answers(self.primary.port, _replica_streaming, self.password),
                 timeout=timeout, what="the replica's link to the primary",
             )
-            if self.password:
-                # Set once linked: RedisServer's readiness PING does not log in.
-                for server in self.servers:
-                    server.command("CONFIG", "SET", "masterauth", self.password)
-                    server.command("CONFIG", "SET", "requirepass", self.password)
             # Sentinels start after the replica is linked, so their first INFO already lists it
             # (otherwise they learn of it only on the next 10-second INFO).
             for index, sentinel in enumerate(self.sentinels):
