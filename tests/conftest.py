@@ -19,6 +19,13 @@ from chatlimit.servers import MissingBinary, RedisServer
 from .support import ClientFactory, make_settings, missing
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last. pytest-playwright's sync API keeps an event loop running in the
+    main thread for the rest of the session, and tests that call asyncio.run() (the bursts of
+    concurrent requests) cannot run after it."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     try:
