@@ -118,11 +118,11 @@ def test_burst_shows_how_many_requests_each_replica_let_through(
     problems.assert_none()
 
 
+# The failure path is the same for both storages: once, on the Redis cluster, is enough.
+@pytest.mark.parametrize("cluster", ["redis"], indirect=True)
 def test_with_every_replica_down_nginx_answers_502_and_the_page_says_so(
     page: Page, problems: PageProblems, cluster: Cluster
 ) -> None:
-    if cluster.storage == "memory":
-        pytest.skip("the failure path is the same for both storages; once is enough")
     problems.expect_http_errors(502)
     chat = ChatPage(page).open(cluster.url)
     try:
