@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
 
 from .settings import SettingsError, load_settings
+
+
+def tune_garbage_collector() -> None:
+    """Keep the collector's pauses out of the request path of a serving process.
+
+    Everything built so far (modules, the app, its routes) lives until exit: frozen, full
+    collections stop re-scanning it, and a higher first threshold makes collections rarer.
+    Measured with wrk on 2 cores (docs/benchmarks.md): Redis-limited /chat p99 went from
+    46 ms to 9 ms, because full passes over ~10^5 startup objects had been pausing requests.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -22,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
+    tune_garbage_collector()
     uvicorn.run(
         app,
         host=settings.host,
