@@ -15,7 +15,8 @@ def markdown(report: dict[str, Any], table: str, targets: str, chart: bool) -> s
     if base:
         guide = _guide(by_name, base)
     busy = ""
-    if max(m["load_before"][0], (m.get("load_after") or [0])[0]) > 1.0:
+    # Judged by the load before the run: the load after includes the bench's own.
+    if m["load_before"][0] > 1.0:
         busy = (
             f"\n**The machine was busy** (load average {m['load_before'][0]} before, "
             f"{(m.get('load_after') or ['?'])[0]} after, on {m['cores']} cores): other work "
