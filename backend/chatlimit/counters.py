@@ -96,13 +96,18 @@ def storage_key(strategy: str, identity: str, scope: str, item: RateLimitItem) -
     a key of the wrong type. The braces hold the address part only, so a user's keys and their
     address's ceiling share one cluster slot and one script can count them together.
     """
+    return key_for(identity, key_suffix(strategy, scope, item))
+
+
+def key_suffix(strategy: str, scope: str, item: RateLimitItem) -> str:
+    """The part of a storage key that depends on the route and limit only: "fw:chat:3/1minute"."""
     tag = STRATEGY_TAGS[strategy]
+    return f"{tag}:{scope}:{item.amount}/{item.multiples}{item.GRANULARITY.name}"
+
+
+def key_for(identity: str, suffix: str) -> str:
     slot, _, rest = identity.partition(":")
-    user = f"{rest}:" if rest else ""
-    return (
-        f"chatlimit:{{{slot}}}:{user}{tag}:{scope}:"
-        f"{item.amount}/{item.multiples}{item.GRANULARITY.name}"
-    )
+    return f"chatlimit:{{{slot}}}:{rest}:{suffix}" if rest else f"chatlimit:{{{slot}}}:{suffix}"
 
 
 def _window_ms(item: RateLimitItem) -> int:

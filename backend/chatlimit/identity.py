@@ -92,14 +92,22 @@ def client_group(address: str) -> str:
     return str(ip)
 
 
+@functools.lru_cache(maxsize=1024)
+def _address_digest_of(
+    peer: str | None, forwarded: tuple[str, ...], trusted: tuple[IPNetwork, ...]
+) -> str:
+    return hashed(client_group(client_address(peer, forwarded, trusted)))
+
+
 def _address_digest(request: Request, trusted: tuple[IPNetwork, ...]) -> str:
-    # Both key functions need it; work it out once per request.
-    cached: str | None = getattr(request.state, "chatlimit_address", None)
+    # Both key functions need it: worked out once per request, kept in the ASGI scope.
+    scope = request.scope
+    cached: str | None = scope.get("chatlimit.address")
     if cached is None:
-        peer = request.client.host if request.client else None
-        forwarded = request.headers.getlist("x-forwarded-for")
-        cached = hashed(client_group(client_address(peer, forwarded, trusted)))
-        request.state.chatlimit_address = cached
+        client = scope.get("client")
+        peer = client[0] if client else None
+        forwarded = tuple(request.headers.getlist("x-forwarded-for"))
+        cached = scope["chatlimit.address"] = _address_digest_of(peer, forwarded, trusted)
     return cached
 
 

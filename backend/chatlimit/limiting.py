@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from importlib import resources
@@ -26,7 +27,16 @@ from slowapi.wrappers import Limit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .counters import Counter, ceil_seconds, MemoryCounter, Quota, StorageUnavailable, Verdict, storage_key
+from .counters import (
+    Counter,
+    MemoryCounter,
+    Quota,
+    StorageUnavailable,
+    Verdict,
+    ceil_seconds,
+    key_for,
+    key_suffix,
+)
 
 log = logging.getLogger("chatlimit.limiting")
 
@@ -65,6 +75,18 @@ def quota_headers(quota: Quota, item: RateLimitItem, policy: str) -> dict[str, s
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a route's check needs besides the request, worked out once per route."""
+
+    limits: tuple[Limit, ...]
+    items: tuple[RateLimitItem, ...]
+    suffixes: tuple[str, ...]  # storage key suffix per limit
+    ceiling: tuple[bool, ...]  # which limits are per-address ceilings
+    policies: tuple[str, ...]  # RateLimit-Policy when limit i is the one shown
+    own: tuple[int, ...]  # indices of the caller's own limits
+
+
 class ChatLimiter(Limiter):
     """slowapi's Limiter whose checks are awaited on an async Counter."""
 
@@ -100,6 +122,7 @@ class ChatLimiter(Limiter):
         self._down: dict[str, float] = {}
         self._scopes: dict[str, str] = {}  # route name -> the scope in its storage keys
         self._ceilings: set[Callable[..., str]] = set()  # key_funcs of ceilings (per address)
+        self._plans: dict[str, _Plan] = {}
 
     def get_app_config(self, key: str, default_value: Any = None) -> Any:
         return default_value
@@ -116,6 +139,7 @@ class ChatLimiter(Limiter):
             name = f"{func.__module__}.{func.__name__}"
             self._scopes[name] = func.__name__
             self._file_ceilings_last(name)
+            self._plans.pop(name, None)
             if getattr(func, "_chatlimit_limited", False):
                 # A stacked decorator: its limits join the route's, counted by the one check
                 # the inner wrapper already runs, in the same script call.
@@ -129,10 +153,7 @@ class ChatLimiter(Limiter):
                 if verdict is not None and isinstance(response, Response):
                     # Appended raw: a fresh response holds none of these, and MutableHeaders
                     # would scan the list once per header.
-                    response.raw_headers.extend(
-                        (k.lower().encode("latin-1"), v.encode("latin-1"))
-                        for k, v in self.headers_for(request).items()
-                    )
+                    response.raw_headers.extend(self.raw_headers_for(request))
                 return await func(*args, **kwargs)
 
             limited._chatlimit_limited = True  # type: ignore[attr-defined]
@@ -178,6 +199,24 @@ class ChatLimiter(Limiter):
             return None
         return await self._count(request, name, limits, peek=True)
 
+    def raw_headers_for(self, request: Request) -> list[tuple[bytes, bytes]]:
+        """headers_for as ASGI header pairs, for the hot path of every limited response."""
+        state = request.state
+        quota: Quota = state.quota
+        reset_after = ceil_seconds(quota.reset_after)
+        remaining = str(quota.remaining).encode()
+        headers = [
+            (b"x-ratelimit-limit", str(quota.limit).encode()),
+            (b"x-ratelimit-remaining", remaining),
+            (b"x-ratelimit-reset", str(math.ceil(time.time() + quota.reset_after)).encode()),
+            (b"ratelimit-policy", state.quota_policy.encode("latin-1")),
+            (b"ratelimit", b'"%s";r=%s;t=%d' % (
+                policy_name(state.quota_item).encode(), remaining, reset_after)),
+        ]
+        if state.rate_limit_degraded:
+            headers.append((DEGRADED_HEADER.lower().encode(), b"storage-unreachable"))
+        return headers
+
     def headers_for(self, request: Request) -> dict[str, str]:
         state = request.state
         headers = quota_headers(state.quota, state.quota_item, state.quota_policy)
@@ -185,45 +224,66 @@ class ChatLimiter(Limiter):
             headers[DEGRADED_HEADER] = "storage-unreachable"
         return headers
 
+    def _plan(self, name: str, limits: list[Limit]) -> _Plan:
+        plan = self._plans.get(name)
+        if plan is None or len(plan.limits) != len(limits):
+            scope = self._scopes.get(name, name)
+            items = tuple(lim.limit for lim in limits)
+            ceiling = tuple(lim.key_func in self._ceilings for lim in limits)
+            own_items = [item for item, c in zip(items, ceiling, strict=True) if not c]
+            plan = self._plans[name] = _Plan(
+                limits=tuple(limits),
+                items=items,
+                suffixes=tuple(key_suffix(self.strategy, lim.scope or scope, lim.limit) for lim in limits),
+                ceiling=ceiling,
+                policies=tuple(
+                    policy_header(own_items if not c else [*own_items, item])
+                    for item, c in zip(items, ceiling, strict=True)
+                ),
+                own=tuple(i for i, c in enumerate(ceiling) if not c) or (0,),
+            )
+        return plan
+
     async def _count(
         self, request: Request, name: str, limits: list[Limit], *, peek: bool
     ) -> Verdict:
-        route_scope = self._scopes.get(name, name)
+        plan = self._plan(name, limits)
         identities: dict[Callable[..., str], str] = {}
         keys = []
-        for lim in limits:
-            if lim.key_func not in identities:
-                identities[lim.key_func] = lim.key_func(request)
-            keys.append(
-                storage_key(self.strategy, identities[lim.key_func], lim.scope or route_scope, lim.limit)
-            )
-        items = [lim.limit for lim in limits]
-        cost = limits[0].cost(request) if callable(limits[0].cost) else limits[0].cost
-        verdict, degraded = await self._guarded(keys, items, cost, peek)
-        shown = self._shown(limits, verdict, peek)
-        own = [lim.limit for lim in limits if lim.key_func not in self._ceilings]
+        for lim, suffix in zip(plan.limits, plan.suffixes, strict=True):
+            identity = identities.get(lim.key_func)
+            if identity is None:
+                identity = identities[lim.key_func] = lim.key_func(request)
+            keys.append(key_for(identity, suffix))
+        first = plan.limits[0]
+        cost = first.cost(request) if callable(first.cost) else first.cost
+        verdict, degraded = await self._guarded(keys, plan.items, cost, peek)
+        shown = self._shown(plan, verdict, peek)
         state = request.state
         state.quota = verdict.quotas[shown]
-        state.quota_item = items[shown]
-        state.quota_policy = policy_header(own if items[shown] in own else [*own, items[shown]])
+        state.quota_item = plan.items[shown]
+        state.quota_policy = plan.policies[shown]
         state.rate_limit_degraded = degraded
         return verdict
 
-    def _shown(self, limits: list[Limit], verdict: Verdict, peek: bool) -> int:
+    @staticmethod
+    def _shown(plan: _Plan, verdict: Verdict, peek: bool) -> int:
         """Which limit the quota and headers describe: the one that refuses (for a peek, an
         exhausted ceiling refuses the next request), else the caller's own tightest."""
         if verdict.failed is not None:
             return verdict.failed
-        ceiling = [lim.key_func in self._ceilings for lim in limits]
+        quotas = verdict.quotas
         if peek:
-            for index, quota in enumerate(verdict.quotas):
-                if ceiling[index] and quota.remaining == 0:
+            for index, quota in enumerate(quotas):
+                if plan.ceiling[index] and quota.remaining == 0:
                     return index
-        own = [i for i in range(len(verdict.quotas)) if not ceiling[i]] or [0]
-        return min(own, key=lambda i: (verdict.quotas[i].remaining, -verdict.quotas[i].reset_after))
+        own = [i for i in plan.own if i < len(quotas)] or [0]
+        if len(own) == 1:
+            return own[0]
+        return min(own, key=lambda i: (quotas[i].remaining, -quotas[i].reset_after))
 
     async def _guarded(
-        self, keys: list[str], items: list[RateLimitItem], cost: int, peek: bool
+        self, keys: list[str], items: Sequence[RateLimitItem], cost: int, peek: bool
     ) -> tuple[Verdict, bool]:
         """Ask the storage; when it fails, apply the fail mode instead of a 500."""
         now = time.monotonic()
