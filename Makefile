@@ -14,7 +14,7 @@ test: ## run the whole test suite (installs what it needs)
 	./scripts/test
 
 lint: ## ruff and mypy
-	.venv/bin/python -m pip install -q ruff mypy && .venv/bin/ruff check backend tests && .venv/bin/mypy
+	.venv/bin/ruff check backend tests && .venv/bin/mypy
 
 bench: ## measure what rate limiting costs; writes docs/benchmarks.{md,json,png} (~8 min)
 	./scripts/bench

@@ -74,7 +74,9 @@ class StorageUnavailable(Exception):
 class Counter(Protocol):
     kind: str
 
-    async def hit(self, keys: Sequence[str], items: Sequence[RateLimitItem], cost: int) -> Verdict: ...
+    async def hit(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], cost: int
+    ) -> Verdict: ...
 
     async def peek(self, keys: Sequence[str], items: Sequence[RateLimitItem]) -> Verdict: ...
 

@@ -4,6 +4,7 @@ traceback: a 4xx names what was wrong, a 5xx says only that something failed."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 
 from fastapi import FastAPI
@@ -26,7 +27,7 @@ _CODES = {
 
 
 def error_response(
-    status: int, detail: str, headers: dict[str, str] | None = None, code: str | None = None
+    status: int, detail: str, headers: Mapping[str, str] | None = None, code: str | None = None
 ) -> JSONResponse:
     code = code or _CODES.get(status) or HTTPStatus(status).phrase.lower().replace(" ", "_")
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)

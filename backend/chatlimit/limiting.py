@@ -15,10 +15,9 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from limits import RateLimitItem
 from slowapi import Limiter
@@ -234,7 +233,9 @@ class ChatLimiter(Limiter):
             plan = self._plans[name] = _Plan(
                 limits=tuple(limits),
                 items=items,
-                suffixes=tuple(key_suffix(self.strategy, lim.scope or scope, lim.limit) for lim in limits),
+                suffixes=tuple(
+                    key_suffix(self.strategy, lim.scope or scope, lim.limit) for lim in limits
+                ),
                 ceiling=ceiling,
                 policies=tuple(
                     policy_header(own_items if not c else [*own_items, item])

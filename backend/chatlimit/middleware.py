@@ -27,7 +27,10 @@ def _json_error(status: int, code: str, detail: str) -> tuple[Message, Message]:
     start: Message = {
         "type": "http.response.start",
         "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
     }
     return start, {"type": "http.response.body", "body": body}
 
@@ -84,7 +87,9 @@ class BodyLimit:
 class StandardHeaders:
     """X-Served-By on every response, plus the security headers the page and API need."""
 
-    def __init__(self, app: ASGIApp, instance_name: str, extra: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self, app: ASGIApp, instance_name: str, extra: Iterable[tuple[str, str]] = ()
+    ) -> None:
         self.app = app
         self.headers = [
             (b"x-served-by", instance_name.encode()),

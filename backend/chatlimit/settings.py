@@ -24,7 +24,9 @@ STORAGE_SCHEMES = ("memory", *REDIS_SCHEMES)
 
 # What each variable accepts, for the one-line start-up error.
 ACCEPTS = {
-    "storage_uri": "memory:// or a Redis URI (" + ", ".join(f"{s}://" for s in REDIS_SCHEMES) + "), "
+    "storage_uri": "memory:// or a Redis URI ("
+    + ", ".join(f"{s}://" for s in REDIS_SCHEMES)
+    + "), "
     "e.g. redis+sentinel://host:26379,host:26380/mymaster or redis+cluster://host:7000,host:7001",
     "rate_limit": "a slowapi limit string such as 3/minute, or several joined by ';' "
     "(3/minute;20/hour)",

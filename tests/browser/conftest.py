@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chatlimit.servers import Process, free_port, wait_until
 from playwright.sync_api import ConsoleMessage, Error, Page
+
+from chatlimit.servers import Process, free_port, wait_until
 
 from ..support import missing
 

@@ -7,9 +7,10 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Page, expect
+
 from chatlimit.cluster import Cluster
 from chatlimit.servers import MissingBinary
-from playwright.sync_api import Page, expect
 
 from ..support import missing
 from .chatpage import ChatPage

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+
 from chatlimit.servers import Process, free_port, wait_until
 
 

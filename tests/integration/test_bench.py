@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from chatlimit.counters import round_trips
 from chatlimit.servers import MissingBinary, RedisServer, find_binary
 

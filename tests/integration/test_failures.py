@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from chatlimit.limiting import DEGRADED_HEADER
 from chatlimit.servers import MissingBinary, RedisServer
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from chatlimit.main import create_app
-from chatlimit.servers import MissingBinary, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+
+from chatlimit.main import create_app
+from chatlimit.servers import MissingBinary, free_port
 
 from ..support import ClientFactory, make_settings, missing
 from .served import ServedApp

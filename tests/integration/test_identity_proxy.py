@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from chatlimit.servers import MissingBinary, Process, find_binary, free_port, port_open, wait_until
 
 from ..support import missing

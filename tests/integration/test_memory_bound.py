@@ -9,8 +9,9 @@ import sys
 from http import HTTPStatus
 
 import pytest
-from chatlimit.counters import MemoryCounter, storage_key
 from limits import parse
+
+from chatlimit.counters import MemoryCounter, storage_key
 
 from ..support import STRATEGIES, ClientFactory
 

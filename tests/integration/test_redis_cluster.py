@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from chatlimit.limiting import DEGRADED_HEADER
 from chatlimit.redis_topologies import ClusterTopology
 from chatlimit.servers import MissingBinary

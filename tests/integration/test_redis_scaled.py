@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from chatlimit.redis_topologies import ClusterTopology
 from chatlimit.servers import MissingBinary, Process, free_port, port_open, wait_until
 

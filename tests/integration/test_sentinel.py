@@ -22,6 +22,7 @@ import httpx
 import pytest
 import redis
 import uvicorn
+
 from chatlimit.limiting import DEGRADED_HEADER
 from chatlimit.main import create_app
 from chatlimit.redis_topologies import SentinelTopology

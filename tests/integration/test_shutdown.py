@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from chatlimit.servers import MissingBinary, find_binary, free_port, port_open, wait_until
 
 from ..support import missing

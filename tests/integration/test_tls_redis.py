@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+
 from chatlimit.servers import MissingBinary, Process, find_binary, free_port, port_open, wait_until
 
 from ..support import ClientFactory, missing

@@ -6,6 +6,8 @@ import ipaddress
 import re
 
 import pytest
+from starlette.requests import Request
+
 from chatlimit.identity import (
     client_address,
     client_group,
@@ -14,7 +16,6 @@ from chatlimit.identity import (
     make_key_func,
 )
 from chatlimit.settings import Settings, SettingsError, load_settings
-from starlette.requests import Request
 
 LOCAL_PROXY = (ipaddress.ip_network("127.0.0.1/32"),)
 PROXY_CHAIN = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))

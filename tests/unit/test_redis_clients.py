@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from chatlimit.redis_clients import parse_redis_uri, redis_client, sentinel_service
 from chatlimit.settings import SettingsError, load_settings, mask_uri
 
