@@ -6,7 +6,9 @@ under CI=true: CI must run everything.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +36,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         missing(str(exc))
     server.start()
     yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that stop, freeze or restart it (the
+    session one is shared with other tests)."""
+    try:
+        server = RedisServer(tmp_path, name="own-redis")
+    except MissingBinary as exc:
+        missing(str(exc))
+    server.start()
+    yield server
+    server.process.signal(signal.SIGCONT)  # a frozen server would ignore SIGTERM
     server.stop()
 
 

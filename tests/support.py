@@ -40,3 +40,22 @@ def make_settings(**overrides: Any) -> Settings:
 
 
 ClientFactory = Callable[..., TestClient]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every descendant of pid, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found

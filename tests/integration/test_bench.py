@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
 
@@ -26,16 +25,6 @@ pytestmark = pytest.mark.integration
 LIMITED = HTTPStatus.TOO_MANY_REQUESTS
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    try:
-        server = RedisServer(tmp_path, name="bench-redis")
-    except MissingBinary as exc:
-        missing(str(exc))
-    server.start()
-    yield server
-    server.process.signal(signal.SIGCONT)  # a frozen server would ignore SIGTERM
-    server.stop()
 
 
 async def _burst(url: str, count: int, agent: str = "burst") -> list[httpx.Response]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
 
@@ -27,17 +26,6 @@ RESUMED = "rate-limit storage reachable again"
 RECOVERY_BUDGET = 5.0  # seconds from Redis answering again to shared limiting
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own (the session one is shared with other tests)."""
-    try:
-        server = RedisServer(tmp_path, name="own-redis")
-    except MissingBinary as exc:
-        missing(str(exc))
-    server.start()
-    yield server
-    server.process.signal(signal.SIGCONT)  # a frozen server would ignore SIGTERM
-    server.stop()
 
 
 def chat(app: ServedApp, message: str = "hi", timeout: float = 10) -> httpx.Response:

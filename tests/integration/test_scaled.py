@@ -25,7 +25,7 @@ from chatlimit import compare, nginx_conf
 from chatlimit.cluster import Cluster
 from chatlimit.servers import MissingBinary, find_binary, free_port, wait_until
 
-from ..support import ROOT, STRATEGIES, missing
+from ..support import ROOT, STRATEGIES, descendants, missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.nginx]
 
@@ -319,22 +319,6 @@ def test_a_killed_replica_is_routed_around_with_no_5xx_except_requests_in_flight
 
 # --- `chatlimit cluster` itself ---------------------------------------------------------
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -382,7 +366,7 @@ def test_chatlimit_cluster_shows_the_guides_six_requests_and_leaves_no_process_a
         url = f"http://127.0.0.1:{port}"
         assert f"ready: {url}" in banner
         assert "app-1, app-2, app-3" in banner
-        children = _descendants(cluster.pid)
+        children = descendants(cluster.pid)
         # redis-server (unless memory), three replicas, nginx's master and its worker.
         assert len(children) == (6 if storage == "redis" else 5)
 
@@ -413,7 +397,7 @@ def test_chatlimit_cluster_killed_outright_still_takes_its_processes_with_it() -
     )
     try:
         _read_until(cluster, "Ctrl-C")
-        children = _descendants(cluster.pid)
+        children = descendants(cluster.pid)
         assert len(children) == 6
         cluster.kill()  # SIGKILL: no clean-up code runs in the launcher
         cluster.wait()

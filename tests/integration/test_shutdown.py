@@ -15,7 +15,7 @@ import pytest
 
 from chatlimit.servers import MissingBinary, find_binary, free_port, port_open, wait_until
 
-from ..support import missing
+from ..support import descendants, missing
 from .served import ServedApp
 
 pytestmark = pytest.mark.integration
@@ -56,21 +56,6 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
     assert "Traceback" not in app.log
 
 
-def children_of(pid: int) -> set[int]:
-    """Every descendant of pid, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -93,7 +78,7 @@ def test_cluster_stop_ends_nginx_replicas_and_redis_by_sigterm(tmp_path: Path) -
     cluster.start()
     assert cluster.redis is not None
     pids = set(cluster.pids())
-    pids |= {child for pid in pids for child in children_of(pid)}  # nginx's workers
+    pids |= {child for pid in pids for child in descendants(pid)}  # nginx's workers
     cluster.stop()
     assert not [pid for pid in pids if alive(pid)]
     # Each exited on SIGTERM by itself: nobody needed SIGKILL.
@@ -127,8 +112,8 @@ def test_chatlimit_cluster_command_stops_everything_on_sigterm(tmp_path: Path) -
         wait_until(lambda: "ready:" in out.read_text() or command.poll() is not None,
                    timeout=60, what="chatlimit cluster")
         assert command.poll() is None, out.read_text()
-        descendants = children_of(command.pid)
-        assert len(descendants) >= 4  # redis, two replicas, nginx and its workers
+        children = descendants(command.pid)
+        assert len(children) >= 4  # redis, two replicas, nginx and its workers
         command.send_signal(signal.SIGTERM)
         code = command.wait(20)
     finally:
@@ -137,5 +122,5 @@ def test_chatlimit_cluster_command_stops_everything_on_sigterm(tmp_path: Path) -
             command.wait()
     assert code == 128 + signal.SIGTERM
     assert "chatlimit cluster: stopped" in out.read_text()
-    assert not [pid for pid in descendants if alive(pid)]
+    assert not [pid for pid in children if alive(pid)]
     assert not port_open(port)
