@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -37,6 +38,26 @@ def home() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def reachable_project() -> Iterator[None]:
+    """Let the Space user traverse down to this checkout for the duration of the test.
+
+    The code and the venv are read from the checkout (an editable install), and a clone made
+    under a private folder (mktemp -d is 0700) would hide them from any other uid. Only the
+    search bit is added, only where missing, and it is taken back afterwards.
+    """
+    project = Path(__file__).resolve().parents[2]
+    changed = []
+    for folder in [project, *project.parents]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(folder, mode | stat.S_IXOTH)
+            changed.append((folder, mode))
+    yield
+    for folder, mode in reversed(changed):
+        os.chmod(folder, stat.S_IMODE(mode))
+
+
 def files_owned_by(uid: int, roots: list[Path]) -> list[Path]:
     found = []
     for root in roots:
@@ -52,7 +73,9 @@ def files_owned_by(uid: int, roots: list[Path]) -> list[Path]:
     return found
 
 
-def test_the_app_runs_as_a_space_user_and_writes_nothing_outside_home_or_tmp(home: Path) -> None:
+def test_the_app_runs_as_a_space_user_and_writes_nothing_outside_home_or_tmp(
+    home: Path, reachable_project: None
+) -> None:
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
