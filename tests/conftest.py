@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from chatlimit.cluster import Cluster
-from chatlimit.main import create_app
-from chatlimit.servers import MissingBinary, RedisServer
+from chatlimit.app import create_app
+from chatlimit.tools.processes import MissingBinary, RedisServer
+from chatlimit.tools.stack import LocalStack as Cluster
 
 from .support import ClientFactory, make_settings, missing
 

@@ -1,14 +1,17 @@
-"""The `chatlimit` command: serve (later: cluster, compare, bench)."""
+"""The `chatlimit` command: serve, and with the tools extra cluster, compare and bench."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
 
+from . import __version__
 from .settings import SettingsError, load_settings
+from .tools import TOOLS
 
 
 def tune_garbage_collector() -> None:
@@ -27,8 +30,8 @@ def tune_garbage_collector() -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .main import create_app
-    from .protocol import limited_http_protocol
+    from .app import create_app
+    from .web.protocol import limited_http_protocol
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)
@@ -53,19 +56,40 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+TOOLS_HINT = "pip install 'chatlimit[tools]'"
+
+
+def tools_installed() -> bool:
+    """The tools extra brings httpx (and matplotlib for bench's chart); the app needs neither."""
+    return importlib.util.find_spec("httpx") is not None
+
+
+def _needs_tools(args: argparse.Namespace) -> int:
+    print(f"chatlimit {args.command} needs the tools extra: {TOOLS_HINT}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatlimit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"chatlimit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the chat app (one process)")
     serve.add_argument("--host", help="address to bind (default: $HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: $PORT or 8000)")
     serve.set_defaults(func=_serve)
-    from . import cluster_cli
+    if tools_installed():
+        from .tools import compare, stack_cli
+        from .tools.bench import cli as bench
 
-    cluster_cli.add_parsers(commands)
-    from . import bench
-
-    bench.add_parser(commands)
+        stack_cli.add_parser(commands)
+        compare.add_parser(commands)
+        bench.add_parser(commands)
+    else:
+        for name, summary in TOOLS.items():
+            stub = commands.add_parser(name, help=f"{summary} (needs {TOOLS_HINT})",
+                                       add_help=False, prefix_chars="\0")
+            stub.add_argument("rest", nargs=argparse.REMAINDER)
+            stub.set_defaults(func=_needs_tools)
     return parser
 
 

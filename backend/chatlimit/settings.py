@@ -13,14 +13,12 @@ from limits.util import parse_many
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .redis_clients import validate_redis_uri
+from .strategies import NAMES as STRATEGY_NAMES
+from .strategies import StrategyName
+from .uri import REDIS_SCHEMES, StorageLocation, mask_uri, parse_storage_uri
 
-Strategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
 FailMode = Literal["open", "closed"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
-STORAGE_SCHEMES = ("memory", *REDIS_SCHEMES)
 
 # What each variable accepts, for the one-line start-up error.
 ACCEPTS = {
@@ -32,7 +30,7 @@ ACCEPTS = {
     "(3/minute;20/hour)",
     "rate_limit_per_address": "a slowapi limit string such as 30/minute, a multiple of RATE_LIMIT "
     "such as 10x, or off",
-    "rate_limit_strategy": "fixed-window, moving-window or sliding-window-counter",
+    "rate_limit_strategy": ", ".join(STRATEGY_NAMES[:-1]) + " or " + STRATEGY_NAMES[-1],
     "rate_limit_enabled": "true or false",
     "trusted_proxies": "comma-separated IP addresses or CIDR networks, e.g. 127.0.0.1,10.0.0.0/8",
     "instance_name": "a name of 1 to 64 letters, digits, '.', '_' or '-'",
@@ -55,18 +53,6 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MULTIPLE = re.compile(r"(\d{1,6})x")
 _OFF = ("", "off", "none", "false")
-# The password runs to the last '@': a raw '@' or '/' in it must not leave a piece unmasked
-# (over-masking an '@' later in the URI is the safe error).
-_USERINFO = re.compile(r"(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:@/]*):(?P<password>.*)@", re.I)
-_QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|sentinel_password)=)[^&]*", re.I)
-
-
-def mask_uri(uri: str) -> str:
-    """The URI with any password replaced by ***, safe for logs, pages and /api/info."""
-    masked = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", uri)
-    return _QUERY_SECRET.sub(lambda m: f"{m['key']}***", masked)
-
-
 class SettingsError(Exception):
     """A configuration error, reported as one line naming the variable and what it accepts."""
 
@@ -83,7 +69,7 @@ class Settings(BaseSettings):
     # A coarser ceiling per client address (an IPv6 /64 counts as one address), so rotating the
     # User-Agent cannot mint fresh quotas. "10x" is ten times each RATE_LIMIT limit; "off" none.
     rate_limit_per_address: str = "10x"
-    rate_limit_strategy: Strategy = "fixed-window"
+    rate_limit_strategy: StrategyName = "fixed-window"
     rate_limit_enabled: bool = True
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = (
         ipaddress.ip_network("127.0.0.1/32"),
@@ -120,12 +106,7 @@ class Settings(BaseSettings):
     @field_validator("storage_uri")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme.lower() not in STORAGE_SCHEMES:
-            raise ValueError("unsupported storage scheme")
-        if scheme.lower() != "memory" and not rest:
-            raise ValueError("missing host")
-        validate_redis_uri(value)  # Sentinel and Cluster URIs must name host:port lists
+        parse_storage_uri(value)  # ValueError names what is wrong
         return value
 
     @field_validator("rate_limit")
@@ -211,13 +192,23 @@ class Settings(BaseSettings):
             for item in self.limits
         )
 
+    @cached_property
+    def storage(self) -> StorageLocation:
+        """STORAGE_URI, parsed once."""
+        return parse_storage_uri(self.storage_uri)
+
     @property
     def storage_kind(self) -> Literal["memory", "redis"]:
-        return "memory" if self.storage_uri.lower().startswith("memory://") else "redis"
+        return self.storage.kind
 
     @property
     def storage_uri_masked(self) -> str:
         return mask_uri(self.storage_uri)
+
+    @property
+    def scaled(self) -> bool:
+        """The one rule for scaled mode: more than one replica behind the load balancer."""
+        return len(self.replica_names) > 1
 
 
 def load_settings(**overrides: object) -> Settings:

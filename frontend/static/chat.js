@@ -20,7 +20,7 @@ const ui = {
 };
 const state = { info: null, busy: false, probe: 0 };
 const announce = announcer($("announcer"));
-const scaled = () => Boolean(state.info && state.info.replicas.length);
+const scaled = () => Boolean(state.info && state.info.mode === "scaled");
 const limiting = () => !state.info || state.info.enabled;
 const badge = (name) => makeBadge(name, state.info ? state.info.replicas : []);
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import ConsoleMessage, Error, Page
 
-from chatlimit.servers import Process, free_port, wait_until
+from chatlimit.tools.processes import Process, free_port, wait_until
 
 from ..support import missing
 

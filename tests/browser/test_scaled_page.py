@@ -1,5 +1,5 @@
 """The chat page against the scaled topology: nginx in front of three replicas started by
-`chatlimit.cluster.Cluster`, once sharing Redis and once counting in memory."""
+`chatlimit.tools.stack.LocalStack`, once sharing Redis and once counting in memory."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from chatlimit.cluster import Cluster
-from chatlimit.servers import MissingBinary
+from chatlimit.tools.processes import MissingBinary
+from chatlimit.tools.stack import LocalStack as Cluster
 
 from ..support import missing
 from .chatpage import ChatPage

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatlimit.servers import wait_until
+from chatlimit.tools.processes import wait_until
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

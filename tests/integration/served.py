@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from chatlimit.servers import Process, free_port, wait_until
+from chatlimit.tools.processes import Process, free_port, wait_until
 
 
 class ServedApp:

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatlimit.counters import round_trips
-from chatlimit.servers import MissingBinary, RedisServer, find_binary
+from chatlimit.storage.redis import round_trips
+from chatlimit.tools.processes import MissingBinary, RedisServer, find_binary
 
 from ..support import STRATEGIES, missing
 from .served import ServedApp
@@ -203,9 +203,10 @@ def test_pipelined_client_survives_script_flush_and_redis_restart(
     ],
 )
 def test_plain_redis_uris_get_the_pipelined_client(uri: str, where: tuple[object, ...]) -> None:
-    from chatlimit.resp import LeanRedis
+    from chatlimit.storage.lean_redis import LeanRedis
+    from chatlimit.uri import parse_storage_uri
 
-    client = LeanRedis.from_uri(uri, connect_timeout=0.25, socket_timeout=0.25)
+    client = LeanRedis.from_location(parse_storage_uri(uri), connect_timeout=0.25, socket_timeout=0.25)
     assert client is not None
     assert (client.host, client.port, client.path, client._handshake) == where
 
@@ -220,8 +221,9 @@ def test_plain_redis_uris_get_the_pipelined_client(uri: str, where: tuple[object
     ],
 )
 def test_tls_sentinel_cluster_and_options_keep_redis_py(uri: str) -> None:
-    from chatlimit.counters import build_counter
-    from chatlimit.resp import LeanRedis
+    from chatlimit.storage import counter_for
+    from chatlimit.storage.lean_redis import LeanRedis
+    from chatlimit.uri import parse_storage_uri
 
-    assert LeanRedis.from_uri(uri, connect_timeout=0.25, socket_timeout=0.25) is None
-    assert not isinstance(build_counter(uri, "fixed-window")._client, LeanRedis)  # type: ignore[attr-defined]
+    assert LeanRedis.from_location(parse_storage_uri(uri), connect_timeout=0.25, socket_timeout=0.25) is None
+    assert not isinstance(counter_for(parse_storage_uri(uri), "fixed-window")._client, LeanRedis)  # type: ignore[attr-defined]

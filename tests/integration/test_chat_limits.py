@@ -8,8 +8,8 @@ from http import HTTPStatus
 
 import pytest
 
-from chatlimit.counters import round_trips
-from chatlimit.servers import RedisServer
+from chatlimit.storage.redis import round_trips
+from chatlimit.tools.processes import RedisServer
 
 from ..support import STRATEGIES, ClientFactory
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatlimit.limiting import DEGRADED_HEADER
-from chatlimit.servers import MissingBinary, RedisServer
+from chatlimit.limiter.headers import DEGRADED_HEADER
+from chatlimit.tools.processes import MissingBinary, RedisServer
 
 from ..support import STRATEGIES, ClientFactory, missing
 from .served import ServedApp
@@ -189,7 +189,7 @@ def test_changing_strategy_or_limit_on_a_shared_redis_never_errors(
 def test_three_replicas_behind_nginx_ride_out_a_redis_outage(
     tmp_path: Path, own_redis: RedisServer, record_property: pytest.RecordProperty
 ) -> None:
-    from chatlimit.cluster import Cluster
+    from chatlimit.tools.stack import LocalStack as Cluster
 
     try:
         cluster = Cluster(tmp_path / "cluster", replicas=3, redis=own_redis, env={"RATE_LIMIT": "3/minute"})

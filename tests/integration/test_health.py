@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from chatlimit.servers import free_port
+from chatlimit.tools.processes import free_port
 
 from ..support import ClientFactory
 

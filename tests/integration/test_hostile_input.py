@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from chatlimit.main import create_app
-from chatlimit.servers import MissingBinary, free_port
+from chatlimit.app import create_app
+from chatlimit.tools.processes import MissingBinary, free_port
 
 from ..support import ClientFactory, make_settings, missing
 from .served import ServedApp
@@ -225,7 +225,7 @@ def test_under_uvicorn_oversize_and_invalid_bodies_are_refused(served: ServedApp
 @pytest.mark.integration
 @pytest.mark.nginx
 def test_through_nginx_oversize_bodies_and_headers_get_the_error_shape(tmp_path: Path) -> None:
-    from chatlimit.cluster import Cluster
+    from chatlimit.tools.stack import LocalStack as Cluster
 
     try:
         cluster = Cluster(tmp_path, replicas=1, storage="memory")

@@ -24,7 +24,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatlimit.servers import MissingBinary, Process, find_binary, free_port, port_open, wait_until
+from chatlimit.tools.processes import (
+    MissingBinary,
+    Process,
+    find_binary,
+    free_port,
+    port_open,
+    wait_until,
+)
 
 from ..support import missing
 

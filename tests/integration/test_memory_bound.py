@@ -11,7 +11,8 @@ from http import HTTPStatus
 import pytest
 from limits import parse
 
-from chatlimit.counters import MemoryCounter, storage_key
+from chatlimit.limiter.keys import storage_key
+from chatlimit.storage import MemoryCounter
 
 from ..support import STRATEGIES, ClientFactory
 
@@ -28,7 +29,7 @@ class Clock:
 
 def hit(counter: MemoryCounter, strategy: str, client: int) -> bool:
     key = storage_key(strategy, f"client-{client}", "chat", THREE)
-    return counter.check([key], [THREE], 1, peek=False).allowed
+    return counter.check([key], [THREE], [1], peek=False).allowed
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -70,7 +71,8 @@ def test_memory_max_keys_reaches_the_app(make_client: ClientFactory) -> None:
 FLOOD = r"""
 import gc, hashlib, json, sys
 from limits import parse
-from chatlimit.counters import MemoryCounter, storage_key
+from chatlimit.limiter.keys import storage_key
+from chatlimit.storage import MemoryCounter
 
 def rss_mb():
     for line in open("/proc/self/status"):
@@ -87,7 +89,7 @@ def flood(start, count):
         who = hashlib.blake2b(str(n).encode(), digest_size=16).hexdigest()
         keys = [storage_key(strategy, f"{who}:{who}", "chat", own),
                 storage_key(strategy, who, "chat", ceiling)]
-        counter.check(keys, [own, ceiling], 1, peek=False)
+        counter.check(keys, [own, ceiling], [1, 1], peek=False)
 
 out = {"before": rss_mb()}
 flood(0, 100_000)
@@ -95,7 +97,7 @@ out.update(first_100k=rss_mb(), keys_first=len(counter))
 flood(100_000, 100_000)
 out.update(second_100k=rss_mb(), keys_second=len(counter))
 clock[0] += 3600  # the window is over; the next check sweeps
-counter.check([storage_key(strategy, "late", "chat", own)], [own], 1, peek=False)
+counter.check([storage_key(strategy, "late", "chat", own)], [own], [1], peek=False)
 gc.collect()
 out.update(after_window=rss_mb(), keys_after=len(counter))
 flood(500_000, 100_000)

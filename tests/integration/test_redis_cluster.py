@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from chatlimit.limiting import DEGRADED_HEADER
-from chatlimit.redis_topologies import ClusterTopology
-from chatlimit.servers import MissingBinary
+from chatlimit.limiter.headers import DEGRADED_HEADER
+from chatlimit.tools.processes import MissingBinary
+from chatlimit.tools.redis_topologies import ClusterTopology
 
 from ..support import STRATEGIES, ClientFactory, missing
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatlimit.redis_topologies import ClusterTopology
-from chatlimit.servers import MissingBinary, Process, free_port, port_open, wait_until
+from chatlimit.tools.processes import MissingBinary, Process, free_port, port_open, wait_until
+from chatlimit.tools.redis_topologies import ClusterTopology
 
 from ..support import STRATEGIES, missing
 from .test_redis_cluster import start_cluster
@@ -44,7 +44,7 @@ async def burst(url: str, requests: int) -> list[int]:
 def test_three_replicas_behind_nginx_on_a_redis_cluster_allow_exactly_the_limit(
     tmp_path: Path, redis_cluster: ClusterTopology, strategy: str
 ) -> None:
-    from chatlimit.cluster import Cluster
+    from chatlimit.tools.stack import LocalStack as Cluster
 
     for node in redis_cluster.nodes:
         node.command("FLUSHALL")

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatlimit import compare, nginx_conf
-from chatlimit.cluster import Cluster
-from chatlimit.servers import MissingBinary, find_binary, free_port, wait_until
+from chatlimit.tools import compare, nginx_conf
+from chatlimit.tools.processes import MissingBinary, find_binary, free_port, wait_until
+from chatlimit.tools.stack import LocalStack as Cluster
 
 from ..support import ROOT, STRATEGIES, descendants, missing
 

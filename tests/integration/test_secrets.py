@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatlimit.limiting import DEGRADED_HEADER
-from chatlimit.servers import MissingBinary, RedisServer
-from chatlimit.settings import mask_uri
+from chatlimit.limiter.headers import DEGRADED_HEADER
+from chatlimit.tools.processes import MissingBinary, RedisServer
+from chatlimit.uri import mask_uri
 
 from ..support import missing
 from .served import ServedApp

@@ -23,10 +23,10 @@ import pytest
 import redis
 import uvicorn
 
-from chatlimit.limiting import DEGRADED_HEADER
-from chatlimit.main import create_app
-from chatlimit.redis_topologies import SentinelTopology
-from chatlimit.servers import MissingBinary, free_port, wait_until
+from chatlimit.app import create_app
+from chatlimit.limiter.headers import DEGRADED_HEADER
+from chatlimit.tools.processes import MissingBinary, free_port, wait_until
+from chatlimit.tools.redis_topologies import SentinelTopology
 
 from ..support import STRATEGIES, ClientFactory, make_settings, missing
 

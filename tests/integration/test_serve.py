@@ -10,7 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from chatlimit.servers import free_port, port_open, wait_until
+from chatlimit.tools.processes import free_port, port_open, wait_until
 
 
 def test_serve_answers_chat_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

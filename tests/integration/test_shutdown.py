@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chatlimit.servers import MissingBinary, find_binary, free_port, port_open, wait_until
+from chatlimit.tools.processes import MissingBinary, find_binary, free_port, port_open, wait_until
 
 from ..support import descendants, missing
 from .served import ServedApp
@@ -69,7 +69,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.redis
 @pytest.mark.nginx
 def test_cluster_stop_ends_nginx_replicas_and_redis_by_sigterm(tmp_path: Path) -> None:
-    from chatlimit.cluster import Cluster
+    from chatlimit.tools.stack import LocalStack as Cluster
 
     try:
         cluster = Cluster(tmp_path, replicas=2)

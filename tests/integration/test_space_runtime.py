@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatlimit.servers import Process, free_port, port_open, wait_until
+from chatlimit.tools.processes import Process, free_port, port_open, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,14 @@ import httpx
 import pytest
 import redis
 
-from chatlimit.servers import MissingBinary, Process, find_binary, free_port, port_open, wait_until
+from chatlimit.tools.processes import (
+    MissingBinary,
+    Process,
+    find_binary,
+    free_port,
+    port_open,
+    wait_until,
+)
 
 from ..support import ClientFactory, missing
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from chatlimit.compare import Result, Row, Table
+from chatlimit.tools.compare import Result, Row, Table
 
 
 def result(statuses: list[int | None], limit: int | None = 3, replicas: int = 3) -> Result:

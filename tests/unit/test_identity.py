@@ -8,7 +8,7 @@ import re
 import pytest
 from starlette.requests import Request
 
-from chatlimit.identity import (
+from chatlimit.limiter.identity import (
     client_address,
     client_group,
     hashed,

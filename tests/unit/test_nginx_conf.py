@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chatlimit.nginx_conf import render, template_text
+from chatlimit.tools.nginx_conf import render, template_text
 
 THREE = {"app-1": "127.0.0.1:9001", "app-2": "127.0.0.1:9002", "app-3": "127.0.0.1:9003"}
 

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from chatlimit.redis_clients import parse_redis_uri, redis_client, sentinel_service
-from chatlimit.settings import SettingsError, load_settings, mask_uri
+from chatlimit.settings import SettingsError, load_settings
+from chatlimit.storage.redis_clients import redis_client
+from chatlimit.uri import mask_uri, parse_storage_uri
 
 
 def test_a_sentinel_uri_names_every_sentinel_the_service_and_the_database() -> None:
-    location = parse_redis_uri("redis+sentinel://app:p%40ss@s1:26379, s2:26380/mymaster/2")
+    location = parse_storage_uri("redis+sentinel://app:p%40ss@s1:26379, s2:26380/mymaster/2")
     assert location.hosts == (("s1", 26379), ("s2", 26380))
     assert (location.username, location.password) == ("app", "p@ss")
-    assert sentinel_service(location) == ("mymaster", 2)
-    assert sentinel_service(parse_redis_uri("redis+sentinel://s1:26379/mymaster")) == ("mymaster", 0)
+    assert location.sentinel_service() == ("mymaster", 2)
+    assert parse_storage_uri("redis+sentinel://s1:26379/mymaster").sentinel_service() == ("mymaster", 0)
 
 
 def test_a_cluster_uri_names_its_startup_nodes_and_a_password_alone() -> None:
-    location = parse_redis_uri("redis+cluster://:secret@n1:7000,n2:7001,[::1]:7002")
+    location = parse_storage_uri("redis+cluster://:secret@n1:7000,n2:7001,[::1]:7002")
     assert location.hosts == (("n1", 7000), ("n2", 7001), ("::1", 7002))
     assert (location.username, location.password) == (None, "secret")
 
 
 def test_the_sentinels_own_password_comes_from_the_query() -> None:
-    location = parse_redis_uri("redis+sentinel://:data@s1:26379/m?sentinel_password=watch")
+    location = parse_storage_uri("redis+sentinel://:data@s1:26379/m?sentinel_password=watch")
     assert location.password == "data"
     assert location.query == {"sentinel_password": "watch"}
 
@@ -52,7 +53,7 @@ def test_passwords_in_multi_host_uris_are_masked(uri: str, shown: str) -> None:
 
 
 def test_every_client_has_bounded_waits_and_at_most_one_retry() -> None:
-    sentinel = redis_client("redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/m",
+    sentinel = redis_client(parse_storage_uri("redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/m"),
                             connect_timeout=0.3, socket_timeout=0.4)
     pool = sentinel.connection_pool.connection_kwargs
     assert (pool["socket_connect_timeout"], pool["socket_timeout"]) == (0.3, 0.4)
@@ -61,6 +62,6 @@ def test_every_client_has_bounded_waits_and_at_most_one_retry() -> None:
         kwargs = watcher.connection_pool.connection_kwargs
         assert (kwargs["socket_timeout"], kwargs["password"]) == (0.4, "pw")
         assert kwargs["retry"].get_retries() == 1
-    cluster = redis_client("redis+cluster://127.0.0.1:1", connect_timeout=0.3, socket_timeout=0.4)
+    cluster = redis_client(parse_storage_uri("redis+cluster://127.0.0.1:1"), connect_timeout=0.3, socket_timeout=0.4)
     assert cluster.retry.get_retries() == 1
     assert cluster.connection_kwargs["socket_timeout"] == 0.4

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from chatlimit.settings import Settings, SettingsError, load_settings, mask_uri
+from chatlimit.settings import Settings, SettingsError, load_settings
+from chatlimit.uri import mask_uri
 
 OUR_VARIABLES = [
     "STORAGE_URI", "REDIS_URL", "RATE_LIMIT", "RATE_LIMIT_STRATEGY", "RATE_LIMIT_ENABLED",

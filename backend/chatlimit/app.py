@@ -1,0 +1,100 @@
+"""The app factory: create_app(settings) builds one fully wired FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from . import __version__
+from .limiter import Breaker, ChatLimiter
+from .limiter.headers import EXPOSED
+from .limiter.identity import make_key_func
+from .settings import Settings, load_settings
+from .storage import MemoryCounter, counter_for
+from .web import errors
+from .web.middleware import BodyLimit, StandardHeaders
+from .web.routes import chat, health, pages
+
+log = logging.getLogger("chatlimit")
+
+
+def frontend_dir() -> Path:
+    """Templates and static files, found from the package, never from the working directory."""
+    return Path(str(resources.files("chatlimit.frontend")))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app, wired: storage -> fail-mode breaker -> limiter -> routes. Nothing else."""
+    settings = settings or load_settings()
+    strategy = settings.rate_limit_strategy
+    counter = counter_for(
+        settings.storage,
+        strategy,
+        connect_timeout=settings.redis_connect_timeout,
+        socket_timeout=settings.redis_socket_timeout,
+        memory_max_keys=settings.memory_max_keys,
+    )
+    # FAIL_MODE=open counts in this replica's memory, bounded like memory:// itself.
+    fallback = MemoryCounter(strategy, max_keys=settings.memory_max_keys)
+    limiter = ChatLimiter(
+        key_func=make_key_func(settings.trusted_proxies),
+        breaker=Breaker(counter, fallback, settings.fail_mode),
+        strategy=strategy,
+        enabled=settings.rate_limit_enabled,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "%s serving: storage=%s strategy=%s limit=%s enabled=%s",
+            settings.instance_name, settings.storage_uri_masked, settings.rate_limit_strategy,
+            settings.rate_limit, settings.rate_limit_enabled,
+        )
+        try:
+            yield
+        finally:
+            await counter.aclose()
+
+    app = FastAPI(
+        title="chatlimit",
+        version=__version__,
+        summary="A chat whose /chat endpoint is rate limited with slowapi.",
+        lifespan=lifespan,
+        # FastAPI's native OpenTelemetry looks up the global providers on every request (about
+        # 8% of a request's CPU in `chatlimit bench`); chatlimit ships no exporters.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.settings = settings
+    app.state.limiter = limiter
+    app.state.templates = Jinja2Templates(directory=frontend_dir() / "templates")
+
+    errors.install(app)
+
+    app.include_router(chat.build_router(limiter, settings))
+    app.include_router(health.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=frontend_dir() / "static"), name="static")
+
+    # Outermost last: headers wrap everything, including 413s from the body cap and 500s
+    # (StandardHeaders answers an unhandled exception itself: Starlette's own 500 comes from
+    # ServerErrorMiddleware, outside every user middleware, and would miss these headers).
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # closed unless configured: the page itself is same-origin
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            expose_headers=list(EXPOSED),
+            max_age=600,
+        )
+    app.add_middleware(StandardHeaders, instance_name=settings.instance_name)
+    return app

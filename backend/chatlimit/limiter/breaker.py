@@ -1,0 +1,74 @@
+"""The fail mode: what the limiter does while its storage does not answer.
+
+`open` counts in a fallback (this replica's own memory, injected) and marks the answer
+degraded; `closed` raises StorageUnavailable, which the web layer turns into a 503. Either way
+a storage outage is a designed answer, never a 500, and costs one probe per second instead of
+every request waiting out the socket timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from limits import RateLimitItem
+
+from ..storage import Counter, StorageUnavailable, Verdict
+
+log = logging.getLogger("chatlimit.limiter")
+
+# While storage is failing, try it again at most this often (the rest go to the fallback).
+STORAGE_RETRY_SECONDS = 1.0
+
+
+class Breaker:
+    """A Counter guarded by the fail mode, with a circuit per storage shard."""
+
+    def __init__(self, counter: Counter, fallback: Counter, fail_mode: str = "open") -> None:
+        self.counter = counter
+        self.fallback = fallback
+        self.fail_mode = fail_mode
+        # Per shard of the storage (see Counter.shard), when to probe it again while it fails:
+        # one lost Redis Cluster primary must not push the clients of the others into the
+        # fail mode. A single Redis or a Sentinel primary is one shard, "".
+        self._down: dict[str, float] = {}
+
+    async def count(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
+        *, peek: bool,
+    ) -> tuple[Verdict, bool]:
+        """The storage's verdict and False, or the fallback's and True (degraded)."""
+        now = time.monotonic()
+        shard = self.counter.shard(keys[0])  # one script's keys share one slot
+        down = shard in self._down
+        if not down or now >= self._down[shard]:
+            if down:
+                # One probe at a time: requests arriving while it waits on a hung Redis go
+                # straight to the fail mode instead of each waiting out the socket timeout.
+                self._down[shard] = now + STORAGE_RETRY_SECONDS
+            try:
+                if peek:
+                    verdict = await self.counter.peek(keys, items)
+                else:
+                    verdict = await self.counter.hit(keys, items, costs)
+            except StorageUnavailable as exc:
+                if not self._down:
+                    log.warning(
+                        "rate-limit storage unreachable (%s): %s", exc,
+                        "failing open with this replica's own memory counts"
+                        if self.fail_mode == "open"
+                        else "failing closed with 503",
+                    )
+                self._down[shard] = time.monotonic() + STORAGE_RETRY_SECONDS
+            else:
+                # An answer also proves the storage as a whole ("") reachable.
+                recovered = [self._down.pop(s, None) for s in {shard, ""}]
+                if any(r is not None for r in recovered) and not self._down:
+                    log.warning("rate-limit storage reachable again: shared limiting resumed")
+                return verdict, False
+        if self.fail_mode == "closed":
+            raise StorageUnavailable("storage unreachable")
+        if peek:
+            return await self.fallback.peek(keys, items), True
+        return await self.fallback.hit(keys, items, costs), True

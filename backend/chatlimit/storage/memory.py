@@ -1,0 +1,186 @@
+"""memory://: the three strategies in this process's memory, the single-container default."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from limits import RateLimitItem
+
+from ..strategies import strategy as lookup
+from .base import Quota, Verdict
+
+log = logging.getLogger("chatlimit.storage.memory")
+
+Step = Callable[[str, int, float, int, bool, float], tuple[Quota, bool]]
+
+
+class MemoryCounter:
+    """The three strategies in this process's memory.
+
+    A check never awaits, so one event loop runs each check to completion: exact within the
+    process, and blind to every other replica (the bypass this product demonstrates).
+    Expired entries are swept at most once a second, so memory returns after each window.
+    At most `max_keys` keys are kept: past that, the oldest key goes (its client starts a
+    fresh window), so a flood of distinct clients costs bounded memory, not the process.
+    """
+
+    def __init__(self, strategy: str, clock: Any = time.monotonic, max_keys: int = 100_000) -> None:
+        self._clock = clock
+        self.max_keys = max_keys
+        self.evicted = 0
+        self._fixed: dict[str, list[float]] = {}  # key -> [count, expires_at]
+        self._moving: dict[str, deque[float]] = {}  # key -> when each hit ages out, oldest first
+        self._sliding: dict[str, list[float]] = {}  # key -> [start, count, previous, expires]
+        self._next_sweep = 0.0
+        tag = lookup(strategy).tag
+        self._step: Step = getattr(self, f"_step_{tag}")
+        stores: dict[str, dict[str, Any]] = {
+            "fw": self._fixed, "mw": self._moving, "swc": self._sliding,
+        }
+        self._store = stores[tag]  # the one this strategy fills
+
+    def __len__(self) -> int:
+        return len(self._fixed) + len(self._moving) + len(self._sliding)
+
+    async def hit(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int]
+    ) -> Verdict:
+        return self.check(keys, items, costs, peek=False)
+
+    async def peek(self, keys: Sequence[str], items: Sequence[RateLimitItem]) -> Verdict:
+        return self.check(keys, items, (1,) * len(keys), peek=True)
+
+    async def ping(self) -> bool:
+        return True
+
+    def shard(self, key: str) -> str:
+        return ""
+
+    async def aclose(self) -> None:
+        self._fixed.clear()
+        self._moving.clear()
+        self._sliding.clear()
+
+    def check(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int], *,
+        peek: bool,
+    ) -> Verdict:
+        """As the Lua scripts do: limits are charged in order until one refuses; the limits
+        after it are only read (a refused request uses up nothing more), so the answer still
+        knows every limit that would refuse the next request."""
+        now = self._clock()
+        if now >= self._next_sweep:
+            self.sweep(now)
+        quotas = []
+        failed: int | None = None
+        for index, (key, item, cost) in enumerate(zip(keys, items, costs, strict=True)):
+            reading = peek or failed is not None
+            quota, allowed = self._step(key, item.amount, item.get_expiry(), cost, reading, now)
+            quotas.append(quota)
+            if not allowed and failed is None and not peek:
+                failed = index
+        if len(self._store) > self.max_keys:
+            self._evict()
+        return Verdict(tuple(quotas), failed)
+
+    def _evict(self) -> None:
+        """Drop the oldest tenth of the keys (dicts keep insertion order: first is oldest).
+
+        In one batch, because finding a dict's first key walks past the slots of keys
+        deleted before it: one at a time would make every new client cost O(max_keys).
+        """
+        store = self._store
+        if not self.evicted:
+            log.warning("memory:// holds %d keys (MEMORY_MAX_KEYS): dropping the oldest",
+                        self.max_keys)
+        excess = len(store) - self.max_keys + self.max_keys // 10
+        for key in list(itertools.islice(store, excess)):
+            del store[key]
+        self.evicted += excess
+
+    def sweep(self, now: float) -> None:
+        self._next_sweep = now + 1.0
+        for key in [k for k, v in self._fixed.items() if v[1] <= now]:
+            del self._fixed[key]
+        for key in [k for k, v in self._moving.items() if not v or v[-1] <= now]:
+            del self._moving[key]
+        for key in [k for k, v in self._sliding.items() if v[3] <= now]:
+            del self._sliding[key]
+
+    def _step_fw(
+        self, key: str, amount: int, window: float, cost: int, peek: bool, now: float
+    ) -> tuple[Quota, bool]:
+        entry = self._fixed.get(key)
+        if entry is not None and entry[1] <= now:
+            entry = None
+            if not peek:
+                del self._fixed[key]  # re-inserted below, last: the order stays oldest first
+        if peek:
+            count, reset = (entry[0], entry[1] - now) if entry else (0, 0.0)
+            return Quota(amount, max(0, int(amount - count)), reset), count + cost <= amount
+        if entry is None:
+            entry = self._fixed[key] = [0, now + window]
+        entry[0] += cost
+        count, reset = entry[0], entry[1] - now
+        return Quota(amount, max(0, int(amount - count)), reset), count <= amount
+
+    def _step_mw(
+        self, key: str, amount: int, window: float, cost: int, peek: bool, now: float
+    ) -> tuple[Quota, bool]:
+        hits = self._moving.get(key)
+        if hits is None:
+            hits = deque()
+            if not peek:
+                self._moving[key] = hits
+        while hits and hits[0] <= now:
+            hits.popleft()
+        allowed = len(hits) + cost <= amount
+        if allowed and not peek:
+            hits.extend([now + window] * cost)
+        count = len(hits)
+        reset = 0.0
+        if count:
+            index = 0 if allowed else count - amount + cost - 1
+            reset = max(hits[min(index, count - 1)] - now, 0.001)
+        return Quota(amount, max(0, amount - count), reset), allowed
+
+    def _step_swc(
+        self, key: str, amount: int, window: float, cost: int, peek: bool, now: float
+    ) -> tuple[Quota, bool]:
+        state = self._sliding.get(key)
+        current = previous = 0.0
+        start = now
+        if state is not None and now < state[0] + 2 * window:
+            if now >= state[0] + window:
+                start, previous = state[0] + window, state[1]
+            else:
+                start, current, previous = state[0], state[1], state[2]
+        elapsed = now - start
+        weighted = math.floor(previous * (window - elapsed) / window) + current
+        allowed = weighted + cost <= amount
+        if allowed and not peek:
+            current += cost
+            weighted += cost
+            self._sliding[key] = [start, current, previous, start + 2 * window]
+        reset = 0.0
+        if allowed:
+            if weighted > 0:
+                reset = window - elapsed
+        else:
+            budget = amount - cost - current
+            if budget >= 0:
+                reset = window - elapsed - (budget + 1) * window / previous
+            else:
+                reset = window - elapsed
+                if current > 0:
+                    reset += max(0.0, window - (amount - cost + 1) * window / current)
+            reset = max(reset, 0.001)
+        return Quota(amount, max(0, int(amount - weighted)), reset), allowed
+
+

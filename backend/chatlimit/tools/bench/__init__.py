@@ -1,0 +1,1 @@
+"""`chatlimit bench`: what rate limiting costs, measured with real servers and wrk."""

@@ -1,0 +1,243 @@
+"""The bench's report: medians and same-round ratios, the machine, and the files it writes
+(benchmarks.md, benchmarks.json with every raw run, benchmarks.png)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..processes import MissingBinary, find_binary
+from .targets import MEMORY_RATIO, REDIS_P99_FACTOR, REDIS_RATIO, REDIS_ROUND_TRIPS
+from .wrk import Wrk
+
+PACKAGES = [
+    "chatlimit",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "slowapi",
+    "limits",
+    "redis",
+    "hiredis",
+    "pydantic",
+]
+
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _version(argv: list[str], pattern: str) -> str:
+    try:
+        argv[0] = find_binary(argv[0])
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (MissingBinary, OSError, subprocess.SubprocessError):
+        return "not installed"
+    found = re.search(pattern, done.stdout + done.stderr)
+    return found.group(1) if found else "unknown"
+
+
+def machine(wrk: Wrk) -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "redis_server": _version(["redis-server", "--version"], r"v=(\S+)"),
+        "nginx": _version(["nginx", "-v"], r"nginx/(\S+)"),
+        "wrk": wrk.version(),
+        "packages": versions,
+        "load_before": load_average(),
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def summarise(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    base = {r["round"]: r for r in rows if r["variant"] == "baseline"}
+    one = {r["round"]: r for r in rows if r["variant"] == "nginx-1"}
+    out = []
+    for name in names:
+        mine = [r for r in rows if r["variant"] == name]
+        paired = [
+            (r, base[r["round"]]) for r in mine if r["round"] in base and base[r["round"]]["rps"]
+        ]
+        ratios = [r["rps"] / b["rps"] for r, b in paired]
+        summary = {
+            "variant": name,
+            "rounds": len(mine),
+            "rps": _median([r["rps"] for r in mine]),
+            "rps_min": min(r["rps"] for r in mine),
+            "rps_max": max(r["rps"] for r in mine),
+            "ratio": _median(ratios),
+            "ratio_min": min(ratios, default=None),
+            "ratio_max": max(ratios, default=None),
+            "p50_ms": _median([r["p50_ms"] for r in mine]),
+            "p99_ms": _median([r["p99_ms"] for r in mine]),
+            "p99_ratio": _median([r["p99_ms"] / b["p99_ms"] for r, b in paired if b["p99_ms"]]),
+            # On a saturated single worker, 1/throughput is the time each request takes.
+            "added_us": _median([1e6 / r["rps"] - 1e6 / b["rps"] for r, b in paired if r["rps"]]),
+            "app_cpu_us": _median([r["app_cpu_us"] for r in mine]),
+            "app_cpu_ratio": _median(
+                [r["app_cpu_us"] / b["app_cpu_us"] for r, b in paired if b["app_cpu_us"]]
+            ),
+            "redis_cpu_us": _median(
+                [r["redis_cpu_us"] for r in mine if r["redis_cpu_us"] is not None]
+            ),
+            "redis_commands_per_request": _median(
+                [
+                    r["redis_commands_per_request"]
+                    for r in mine
+                    if r["redis_commands_per_request"] is not None
+                ]
+            ),
+            "round_trips_per_request": _median(
+                [
+                    r["round_trips_per_request"]
+                    for r in mine
+                    if r["round_trips_per_request"] is not None
+                ]
+            ),
+            "non_2xx": sum(r["non_2xx"] for r in mine),
+            "socket_errors": sum(r["socket_errors"] for r in mine),
+        }
+        if name == "nginx-3" and one:
+            summary["ratio_to_one_replica"] = _median(
+                [r["rps"] / one[r["round"]]["rps"] for r in mine if r["round"] in one]
+            )
+        out.append(summary)
+    return out
+
+
+def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for s in summary:
+        name = s["variant"]
+        if name == "memory":
+            found.append(_target(name, "throughput ratio", s["ratio"], ">=", MEMORY_RATIO))
+        elif name.startswith("redis-"):
+            found.append(_target(name, "throughput ratio", s["ratio"], ">=", REDIS_RATIO))
+            found.append(
+                _target(
+                    name,
+                    "round trips per request",
+                    s["round_trips_per_request"],
+                    "<=",
+                    REDIS_ROUND_TRIPS,
+                )
+            )
+            found.append(
+                _target(name, "p99 / baseline p99", s["p99_ratio"], "<=", REDIS_P99_FACTOR)
+            )
+    return found
+
+
+def _target(
+    variant: str, what: str, value: float | None, op: str, threshold: float
+) -> dict[str, Any]:
+    met = value is not None and (value >= threshold if op == ">=" else value <= threshold)
+    return {
+        "variant": variant,
+        "what": what,
+        "value": value,
+        "target": f"{op} {threshold:g}",
+        "met": met,
+    }
+
+
+def build(
+    config: dict[str, Any], machine_info: dict[str, Any], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    names = list(config["variants"])
+    summary = summarise(rows, names)
+    return {
+        "config": config,
+        "machine": machine_info,
+        "summary": summary,
+        "targets": targets(summary),
+        "runs": rows,
+    }
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(report: dict[str, Any]) -> str:
+    labels = report["config"]["variants"]
+    lines = [
+        "| variant | req/s median (min-max) | ratio to baseline, same round: median (min-max) "
+        "| added per request | p50 ms | p99 ms | p99 ÷ baseline p99 "
+        "| app CPU µs / req (÷ baseline) | Redis CPU µs / req | Redis commands / req "
+        "| round trips / req | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in report["summary"]:
+        ratio = f"{_fmt(s['ratio'])} ({_fmt(s['ratio_min'])}-{_fmt(s['ratio_max'])})"
+        if "ratio_to_one_replica" in s:
+            ratio += f"; {_fmt(s['ratio_to_one_replica'])}x nginx + 1 replica"
+        added = (
+            "-"
+            if s["variant"] == "baseline" or s["added_us"] is None
+            else f"{s['added_us']:+.0f} µs"
+        )
+        rps = f"{s['rps']:,.0f} ({s['rps_min']:,.0f}-{s['rps_max']:,.0f})"
+        cpu = f"{_fmt(s['app_cpu_us'], 0)} ({_fmt(s['app_cpu_ratio'])})"
+        lines.append(
+            f"| {labels[s['variant']]} | {rps} | {ratio} | {added} | {_fmt(s['p50_ms'])} "
+            f"| {_fmt(s['p99_ms'])} | {_fmt(s['p99_ratio'])} | {cpu} "
+            f"| {_fmt(s['redis_cpu_us'], 0)} "
+            f"| {_fmt(s['redis_commands_per_request'])} | {_fmt(s['round_trips_per_request'])} "
+            f"| {s['non_2xx']} |"
+        )
+    return "\n".join(lines)
+
+
+def targets_table(report: dict[str, Any]) -> str:
+    lines = ["| variant | measure | target | measured | met |", "|---|---|---|---|---|"]
+    for t in report["targets"]:
+        lines.append(
+            f"| {t['variant']} | {t['what']} | {t['target']} | {_fmt(t['value'])} "
+            f"| {'yes' if t['met'] else '**no**'} |"
+        )
+    return "\n".join(lines)
+
+
+def write(report: dict[str, Any], out: Path) -> list[Path]:
+    from .chart import chart_png
+    from .markdown import markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "benchmarks.json", out / "benchmarks.md"]
+    paths[0].write_text(json.dumps(report, indent=2) + "\n")
+    chart = chart_png(report, out / "benchmarks.png")
+    paths[1].write_text(markdown(report, table(report), targets_table(report), chart is not None))
+    return [*paths, *([chart] if chart else [])]

@@ -1,0 +1,276 @@
+"""Real server processes on loopback: free ports, readiness polling, a redis-server, and the
+one way a `chatlimit` command is spawned (`chatlimit_argv`, ServedApp for `chatlimit serve`).
+
+Used by `chatlimit cluster`, `chatlimit bench` and the test fixtures alike, so what users
+run is what is tested.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INSTALL_HINTS = {
+    "redis-server": "install it with: sudo apt-get install redis-server",
+    "nginx": "install it with: sudo apt-get install nginx-light",
+    "wrk": "install it with: sudo apt-get install wrk",
+}
+
+
+class MissingBinary(RuntimeError):
+    """A server binary is not installed; the message says how to install it."""
+
+
+def find_binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        hint = INSTALL_HINTS.get(name, f"install {name}")
+        raise MissingBinary(f"{name} not found: {hint}")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    ready: Callable[[], bool], *, timeout: float = 15.0, interval: float = 0.02, what: str = "it"
+) -> None:
+    """Poll `ready` until it is true; a readiness check, not a sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
+def _term_with_parent(parent: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when the thread that started it dies, even by
+    SIGKILL (Linux PR_SET_PDEATHSIG), so a killed launcher leaves no orphans behind."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+@dataclass
+class Process:
+    """A child process with its log file, stopped with SIGTERM then SIGKILL.
+
+    die_with_parent: SIGTERM the child if this process dies without stopping it (Linux only;
+    start it from a thread that lives as long as the child should).
+    """
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    die_with_parent: bool = False
+    popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        preexec = (_term_with_parent(os.getpid())
+                   if self.die_with_parent and sys.platform == "linux" else None)
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                list(self.argv), stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                cwd=self.cwd, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=preexec,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    def log_tail(self, lines: int = 20) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port with its own data directory."""
+
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, appendonly: bool = False,
+        extra_args: Sequence[str] = (), name: str = "redis",
+    ) -> None:
+        self.binary = find_binary("redis-server")
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.extra_args = list(extra_args)
+        self.dir = workdir / f"{name}-data"
+        self.process = Process(name, self._argv(), workdir / f"{name}.log")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _argv(self) -> list[str]:
+        return [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.dir), "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--daemonize", "no", "--protected-mode", "no", "--logfile", "",
+            *self.extra_args,
+        ]
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.process.argv = self._argv()
+        self.process.start()
+        try:
+            wait_until(self.ping, timeout=timeout, what=f"redis-server on port {self.port}")
+        except TimeoutError as exc:
+            raise RuntimeError(f"{exc}\n{self.process.log_tail()}") from None
+        return self
+
+    def ping(self) -> bool:
+        try:
+            return self.command("PING") == "+PONG"
+        except OSError:
+            return False
+
+    def command(self, *args: str, timeout: float = 2.0) -> str:
+        """One command over a plain socket (RESP); returns the first reply line."""
+        payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+            sock.sendall(payload.encode())
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.decode(errors="replace").split("\r\n", 1)[0]
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def chatlimit_argv(*args: str) -> list[str]:
+    """A `chatlimit` subcommand run by this very interpreter (and so this very install)."""
+    return [sys.executable, "-m", "chatlimit", *args]
+
+
+# Variables of the parent that must not leak into a spawned app: its storage is set explicitly.
+_STORAGE_VARIABLES = ("REDIS_URL", "STORAGE_URI")
+
+
+class ServedApp:
+    """`chatlimit serve` on a free loopback port with the given environment; its log captured.
+    Ready when /healthz answers; an exit during start-up raises with the log."""
+
+    def __init__(
+        self, workdir: Path, name: str = "app", *, port: int | None = None,
+        inherit: bool = True, die_with_parent: bool = False, **env: str,
+    ) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {k: v for k, v in os.environ.items() if k not in _STORAGE_VARIABLES} \
+            if inherit else {"PATH": os.environ.get("PATH", "")}
+        environ.update({"INSTANCE_NAME": name, "PORT": str(self.port), "HOST": "127.0.0.1"})
+        environ.update({k.upper(): v for k, v in env.items()})
+        self.env = environ
+        self.process = Process(
+            name, chatlimit_argv("serve"), workdir / f"{name}.log", env=environ, cwd=workdir,
+            die_with_parent=die_with_parent,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def start(self, timeout: float = 30.0, ready_path: str = "/healthz") -> ServedApp:
+        self.process.start()
+        wait_until(lambda: self._ready(ready_path), timeout=timeout,
+                   what=f"chatlimit serve ({self.name}) on {self.port}")
+        return self
+
+    def _ready(self, path: str) -> bool:
+        if not self.process.alive():
+            raise RuntimeError(f"chatlimit serve ({self.name}) exited:\n{self.log}")
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=1) as answer:
+                return int(answer.status) == 200
+        except OSError:
+            return False
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    @property
+    def log(self) -> str:
+        try:
+            return self.process.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def terminate(self) -> None:
+        self.process.signal(signal.SIGTERM)
+
+    def stop(self) -> int | None:
+        return self.process.stop(timeout=15)
+
+    def __enter__(self) -> ServedApp:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

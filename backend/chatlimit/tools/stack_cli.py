@@ -1,0 +1,115 @@
+"""`chatlimit cluster`: the local stack (stack.py) in the foreground, stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ..settings import load_settings
+from . import TOOLS
+
+
+def add_parser(commands: Any) -> None:
+    cluster = commands.add_parser(
+        "cluster",
+        help=TOOLS["cluster"],
+        description="Redis, N `chatlimit serve` replicas and nginx on loopback, as "
+        "docker-compose.scaled.yml runs them. RATE_LIMIT, RATE_LIMIT_STRATEGY and the other "
+        "variables pass through to the replicas. Ctrl-C or SIGTERM stops everything.",
+    )
+    cluster.add_argument("--replicas", type=positive, default=3, help="replicas (default 3)")
+    cluster.add_argument("--storage", choices=["redis", "memory"], default="redis",
+                         help="shared redis-server (default), or memory: each replica alone")
+    cluster.add_argument("--port", type=int, default=8080, help="nginx's port (default 8080)")
+    cluster.add_argument("--redis", choices=["single", "sentinel", "cluster"], default="single",
+                         help="the shared Redis: one redis-server (default), a primary with a "
+                         "replica and three sentinels, or a three-primary Redis Cluster")
+    cluster.set_defaults(func=run_cluster)
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    # Once stopping, a second Ctrl-C must not interrupt the clean-up half way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Stop(signum)
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    from .processes import MissingBinary
+    from .redis_topologies import start_redis
+    from .stack import LocalStack, StackError
+
+    # The replicas read the same environment: refuse a bad RATE_LIMIT here, in one line.
+    load_settings(storage_uri="memory://")
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    workdir = Path(tempfile.mkdtemp(prefix="chatlimit-cluster-"))
+    cluster = topology = None
+    try:
+        if args.storage == "memory" and args.redis != "single":
+            print("chatlimit cluster: --redis needs --storage redis", file=sys.stderr)
+            return 2
+        topology = start_redis(args.redis, workdir)  # None: the cluster starts one redis
+        cluster = LocalStack(workdir, replicas=args.replicas, storage=args.storage, port=args.port,
+                          redis=topology, die_with_parent=True)  # type: ignore[arg-type]
+        print(f"chatlimit cluster: starting {args.replicas} replicas ({args.storage}) "
+              f"behind nginx at {cluster.url}; logs in {workdir}", flush=True)
+        cluster.start()
+        storage = cluster.redis.url if cluster.redis else "memory:// (each replica counts alone)"
+        print(f"ready: {cluster.url}", flush=True)
+        print(f"replicas: {', '.join(cluster.names)} (each at {cluster.url}/replica/<name>/)",
+              flush=True)
+        print(f"storage: {storage}", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        return _supervise(cluster)
+    except MissingBinary as exc:
+        print(f"chatlimit cluster: {exc}", file=sys.stderr)
+        return 1
+    except StackError as exc:
+        print(f"chatlimit cluster: {exc}", file=sys.stderr)
+        return 1
+    except _Stop as stop:
+        return 128 + stop.signum
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        if topology is not None:
+            topology.stop()
+        if cluster is not None:
+            print("chatlimit cluster: stopped", flush=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _supervise(cluster: Any) -> int:
+    """Wait for a signal; say once if a replica dies, and give up if nginx does."""
+    reported: set[str] = set()
+    idle = threading.Event()
+    while True:
+        if not cluster.nginx.alive():
+            print(f"chatlimit cluster: nginx exited:\n{cluster.nginx.log_tail()}", file=sys.stderr)
+            return 1
+        for name, process in cluster.replicas.items():
+            if not process.alive() and name not in reported:
+                reported.add(name)
+                print(f"chatlimit cluster: {name} exited; nginx routes around it",
+                      file=sys.stderr, flush=True)
+        idle.wait(1.0)

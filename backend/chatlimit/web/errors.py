@@ -1,0 +1,107 @@
+"""The one error-body builder. Every error is JSON of one stable shape,
+{"error": code, "detail": text} (plus retry_after and quota where they apply), and never a
+traceback: a 4xx names what was wrong, a 5xx says only that something failed. The 429 and
+FAIL_MODE=closed's 503 are built here too, and so are the bytes the middleware and the
+uvicorn protocol send before the app is reached."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from slowapi.errors import RateLimitExceeded
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..limiter import decision_of
+from ..limiter.headers import header_dict
+from ..storage import StorageUnavailable, ceil_seconds
+
+log = logging.getLogger("chatlimit.errors")
+
+_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    431: "headers_too_large",
+}
+
+
+def error_body(status: int, detail: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
+    code = code or _CODES.get(status) or HTTPStatus(status).phrase.lower().replace(" ", "_")
+    return {"error": code, "detail": detail, **extra}
+
+
+def error_bytes(status: int, detail: str, code: str | None = None) -> bytes:
+    """The body for code that writes to the socket itself (middleware, the uvicorn protocol)."""
+    return json.dumps(error_body(status, detail, code)).encode()
+
+
+def error_response(
+    status: int, detail: str, headers: Mapping[str, str] | None = None, code: str | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    return JSONResponse(error_body(status, detail, code, **extra), status_code=status,
+                        headers=headers)
+
+
+def _describe(error: dict[str, object]) -> str:
+    loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body")  # type: ignore[attr-defined]
+    message = str(error.get("msg", "invalid"))
+    return f"{loc}: {message}" if loc else message
+
+
+async def validation_failed(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "Body is not valid JSON.", code="invalid_json")
+    # The offending input is not echoed back: it may be huge, or somebody else's secret.
+    detail = "; ".join(_describe(e) for e in errors[:5])
+    return error_response(422, detail)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No route for {request.method} {request.url.path[:200]}."
+    return error_response(exc.status_code, detail, headers=exc.headers)
+
+
+async def rate_limited(request: Request, exc: Exception) -> Response:
+    """429 with the quota, Retry-After and the rate-limit headers."""
+    assert isinstance(exc, RateLimitExceeded)
+    decision = decision_of(request)
+    assert decision is not None
+    retry_after = max(1, ceil_seconds(decision.quota.reset_after))
+    return error_response(
+        429, f"Rate limit exceeded: {exc.detail}", code="rate_limited",
+        headers=header_dict(decision, retry_after=retry_after),
+        retry_after=retry_after, quota=decision.quota.as_dict(),
+    )
+
+
+async def storage_unavailable(request: Request, exc: Exception) -> Response:
+    """FAIL_MODE=closed: the storage is down, so nobody is let through unmetered."""
+    return error_response(
+        503, "Rate limiting is temporarily unavailable; try again shortly.",
+        code="storage_unavailable", headers={"Retry-After": "1"}, retry_after=1,
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_failed)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RateLimitExceeded, rate_limited)
+    app.add_exception_handler(StorageUnavailable, storage_unavailable)
+
