@@ -58,6 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.instance_name, settings.storage_uri_masked, settings.rate_limit_strategy,
             settings.rate_limit, settings.rate_limit_enabled,
         )
+        if settings.storage_kind == "redis" and not await counter.ping():
+            # Said now, not first at the first /chat, so whoever starts it sees it.
+            log.warning(
+                "rate-limit storage %s unreachable at start-up: FAIL_MODE=%s, %s",
+                settings.storage_uri_masked, settings.fail_mode,
+                "each replica counts alone in its own memory until it answers"
+                if settings.fail_mode == "open" else "/chat answers 503 until it answers",
+            )
         try:
             yield
         finally:

@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from . import __version__
 from .settings import SettingsError, load_settings
 from .tools import TOOLS
+from .tools.processes import port_holder  # standard library only: no tools extra needed
+
+# `chatlimit serve`'s exit code when its port is already taken (settings errors are 2).
+PORT_TAKEN = 3
 
 
 def tune_garbage_collector() -> None:
@@ -35,6 +39,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)
+    holder = port_holder(settings.port, settings.host)
+    if holder is not None:
+        # Before any log line: "serving" and then uvicorn's traceback would bury this.
+        print(f"chatlimit serve: port {settings.port} on {settings.host} is taken by {holder}; "
+              "choose another with --port N or PORT", file=sys.stderr)
+        return PORT_TAKEN
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

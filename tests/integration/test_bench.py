@@ -97,6 +97,10 @@ def test_bench_quick_run_writes_a_report_with_positive_figures(tmp_path: Path) -
     assert "quick smoke run" in markdown
     assert (out / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
     assert "redis://, fixed window" in run.stdout  # the table is printed too
+    # Said plainly, before the run and under the table: the figures are not a measurement.
+    lines = run.stdout.splitlines()
+    smoke = "bench --quick: one short round is a smoke run that the benchmark works, not a measurement"
+    assert lines[0].startswith(smoke) and lines[-1].startswith(smoke)
 
 
 @pytest.mark.redis

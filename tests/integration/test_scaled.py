@@ -343,12 +343,14 @@ def _read_until(process: subprocess.Popen[bytes], marker: str, timeout: float = 
     return seen.decode()
 
 
-@pytest.mark.parametrize(("storage", "expect", "verdict"), [
-    ("redis", "enforced", "ENFORCED: 3 of 6 allowed (limit 3)"),
-    ("memory", "bypassed", "BYPASSED: 6 of 6 allowed, limit 3: each replica counts alone"),
+# Memory is asked for as the replicas' variable, STORAGE_URI=memory://, which the cluster honours.
+@pytest.mark.parametrize(("storage", "asked", "expect", "verdict"), [
+    ("redis", {}, "enforced", "ENFORCED: 3 of 6 allowed (limit 3)"),
+    ("memory", {"STORAGE_URI": "memory://"}, "bypassed",
+     "BYPASSED: 6 of 6 allowed, limit 3: each replica counts alone"),
 ])
 def test_chatlimit_cluster_shows_the_guides_six_requests_and_leaves_no_process_after_sigterm(
-    storage: str, expect: str, verdict: str
+    storage: str, asked: dict[str, str], expect: str, verdict: str
 ) -> None:
     for binary in ("redis-server", "nginx"):
         try:
@@ -356,9 +358,9 @@ def test_chatlimit_cluster_shows_the_guides_six_requests_and_leaves_no_process_a
         except MissingBinary as exc:
             missing(str(exc))
     port = free_port()
-    env = {**os.environ, "RATE_LIMIT": "3/minute", **PATIENT}
+    env = {**os.environ, "RATE_LIMIT": "3/minute", **PATIENT, **asked}
     cluster = subprocess.Popen(
-        [sys.executable, "-m", "chatlimit", "cluster", "--storage", storage, "--port", str(port)],
+        [sys.executable, "-m", "chatlimit", "cluster", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
     )
     try:
@@ -366,6 +368,7 @@ def test_chatlimit_cluster_shows_the_guides_six_requests_and_leaves_no_process_a
         url = f"http://127.0.0.1:{port}"
         assert f"ready: {url}" in banner
         assert "app-1, app-2, app-3" in banner
+        assert f"({storage}) behind nginx" in banner
         children = descendants(cluster.pid)
         # redis-server (unless memory), three replicas, nginx's master and its worker.
         assert len(children) == (6 if storage == "redis" else 5)

@@ -70,6 +70,42 @@ class Result:
         return f"BYPASSED: {allowed} of {total} allowed, limit {limit}: {why}"
 
 
+class Unreachable(Exception):
+    """No connection to the deployment at all (refused, unroutable, timed out)."""
+
+    def __init__(self, url: str, error: httpx.TransportError) -> None:
+        reason = (_os_reason(error) or str(error) or type(error).__name__).rstrip(".")
+        super().__init__(f"nothing answers at {url} ({reason}): start the app "
+                         "(./scripts/run) or a cluster (chatlimit cluster), or check the URL")
+
+
+def _os_reason(error: BaseException) -> str:
+    """What the socket said, from under httpx's and anyio's wrappers ("All connection
+    attempts failed" hides the refusal)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, OSError) and seen.errno is not None and seen.strerror:
+            return os.strerror(seen.errno).lower()
+        inner = [e for e in getattr(seen, "exceptions", ()) if isinstance(e, OSError)]
+        seen = inner[0] if inner else (seen.__cause__ or seen.__context__)
+    return ""
+
+
+def base_url(url: str) -> str:
+    """The deployment's base URL from what a person would type: a bare host:port gets
+    http://, and a URL ending in /chat (the endpoint itself) is taken back to its base."""
+    text = url.strip()
+    if "://" not in text:
+        text = f"http://{text}"
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"the URL must start with http:// or https://, not {url}")
+    text = text.rstrip("/")
+    return text.removesuffix("/chat").rstrip("/") if text.endswith("/chat") else text
+
+
 def default_user_agent() -> str:
     return f"chatlimit-compare/{__version__} (run {secrets.token_hex(4)})"
 
@@ -84,8 +120,10 @@ async def run(
     timeout: float = 10.0,
     on_row: Callable[[Row], None] | None = None,
 ) -> Result:
-    """Send `requests` chat messages as one client, `concurrency` at a time."""
-    base = url.rstrip("/")
+    """Send `requests` chat messages as one client, `concurrency` at a time. Raises
+    Unreachable at the first request that gets no HTTP answer at all: nothing listens there,
+    and N rows of the same connection error would say so N times."""
+    base = base_url(url)
     agent = user_agent or default_user_agent()
     gate = asyncio.Semaphore(max(1, concurrency))
     pool = httpx.Limits(max_connections=max(1, concurrency))
@@ -99,6 +137,8 @@ async def run(
                     response = await client.post(
                         f"{base}/chat", json={"message": f"compare message {number}"}
                     )
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    raise Unreachable(base, exc) from None
                 except httpx.HTTPError as exc:
                     row = Row(number, "-", None, None, type(exc).__name__)
                 else:
@@ -115,10 +155,16 @@ async def run(
                 on_row(row)
             return row
 
-        rows = sorted(
-            await asyncio.gather(*(one(n) for n in range(1, requests + 1))),
-            key=lambda row: row.number,
-        )
+        # A task group, not gather: the first Unreachable cancels the requests still waiting.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(n)) for n in range(1, requests + 1)]
+        except ExceptionGroup as failed:
+            unreachable = [e for e in failed.exceptions if isinstance(e, Unreachable)]
+            if unreachable:
+                raise unreachable[0] from None
+            raise
+        rows = sorted((task.result() for task in tasks), key=lambda row: row.number)
         if limit is None:
             limit = await _limit_from_info(client, base)
     return Result(rows, limit, agent, {r.served_by for r in rows if r.status is not None})
@@ -152,15 +198,19 @@ class Table:
             colour = out.isatty() and "NO_COLOR" not in os.environ and os.environ.get(
                 "TERM") != "dumb"
         self.colour = colour
+        self.headed = False
 
     def paint(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.colour else text
 
     def header(self) -> None:
+        self.headed = True
         cells = [c.ljust(w) for c, w in zip(self.COLUMNS, self.WIDTHS, strict=True)]
         self.out.write(self.paint("  ".join(cells).rstrip(), "1") + "\n")
 
     def row(self, row: Row) -> None:
+        if not self.headed:  # the header comes with the first row, so an early stop has none
+            self.header()
         status = str(row.status) if row.status is not None else row.error
         cells = [str(row.number), row.served_by, status,
                  "-" if row.remaining is None else str(row.remaining)]
@@ -182,7 +232,8 @@ def add_parser(commands: Any) -> None:
         description="Sends N chat messages as one client and prints who served each, the "
         "status and the remaining quota, then ENFORCED or BYPASSED.",
     )
-    compare.add_argument("url", help="the deployment, e.g. http://127.0.0.1:8080")
+    compare.add_argument("url", help="the deployment, e.g. http://127.0.0.1:8080 (127.0.0.1:8080 "
+                         "and .../chat mean the same)")
     compare.add_argument("--requests", type=positive, default=6, help="messages (default 6)")
     compare.add_argument("--concurrency", type=positive, default=1,
                          help="send this many at once (default 1: one after another)")
@@ -213,21 +264,23 @@ def main(
     out = out or sys.stdout
     table = Table(out)
     sequential = concurrency <= 1
-    if sequential:
-        table.header()
-    result = asyncio.run(run(url, requests=requests, concurrency=concurrency, limit=limit,
-                             on_row=table.row if sequential else None))
-    if all(row.status is None for row in result.rows):
-        print(f"chatlimit compare: cannot reach {url}: {result.rows[0].error}", file=sys.stderr)
+    try:
+        result = asyncio.run(run(url, requests=requests, concurrency=concurrency, limit=limit,
+                                 on_row=table.row if sequential else None))
+    except (ValueError, Unreachable) as exc:
+        print(f"chatlimit compare: {exc}", file=sys.stderr)
         return 1
     if not sequential:
-        table.header()
         for row in result.rows:
             table.row(row)
     table.verdict(result)
     if result.limit is not None and result.allowed == requests <= result.limit:
         out.write(f"note: {requests} requests do not exceed the limit of {result.limit}; "
                   f"use --requests {result.limit * 2}\n")
+    if expect is not None and result.verdict != expect:
+        print(f"chatlimit compare: expected {expect.upper()}, got {result.verdict.upper()}",
+              file=sys.stderr)
+        return 1
     if expect is not None:
-        return 0 if result.verdict == expect else 1
+        return 0
     return 0 if result.verdict != "inconclusive" else 1

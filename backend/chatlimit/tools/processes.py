@@ -59,6 +59,44 @@ def wait_until(
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
 
 
+def port_holder(port: int, host: str = "127.0.0.1") -> str | None:
+    """Who already listens on host:port ("nginx (pid 812)", or "another process" when /proc
+    does not say), or None when the port can be bound. Asked before anything starts, so a taken
+    port is one line instead of a server that dies after another one answered its health check."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As uvicorn and nginx bind: a port left in TIME_WAIT is free, a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            pass
+        else:
+            return None
+    return _listener_name(port) or "another process"
+
+
+def _listener_name(port: int) -> str | None:
+    """The process listening on a TCP port, from /proc (Linux; only processes we may read)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table, encoding="ascii") as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                # local_address is HEXIP:HEXPORT; state 0A is LISTEN.
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    name = (proc / "comm").read_text().strip()
+                    return f"{name} (pid {proc.name})"
+    return None
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
         return True

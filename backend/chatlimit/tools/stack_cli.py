@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..settings import load_settings
+from ..settings import Settings, load_settings
 from . import TOOLS
 
 
@@ -25,13 +25,32 @@ def add_parser(commands: Any) -> None:
         "variables pass through to the replicas. Ctrl-C or SIGTERM stops everything.",
     )
     cluster.add_argument("--replicas", type=positive, default=3, help="replicas (default 3)")
-    cluster.add_argument("--storage", choices=["redis", "memory"], default="redis",
-                         help="shared redis-server (default), or memory: each replica alone")
+    cluster.add_argument("--storage", choices=["redis", "memory"],
+                         help="shared redis-server (default), or memory: each replica alone "
+                         "(STORAGE_URI=memory:// means the same)")
     cluster.add_argument("--port", type=int, default=8080, help="nginx's port (default 8080)")
     cluster.add_argument("--redis", choices=["single", "sentinel", "cluster"], default="single",
                          help="the shared Redis: one redis-server (default), a primary with a "
                          "replica and three sentinels, or a three-primary Redis Cluster")
     cluster.set_defaults(func=run_cluster)
+
+
+def cluster_storage(flag: str | None, settings: Settings) -> str:
+    """--storage, or STORAGE_URI=memory:// read as --storage memory; anything else that
+    STORAGE_URI names would be silently replaced by the cluster's own Redis, so it is refused.
+    Returns "redis", "memory" or the one-line refusal. (load_settings also refuses a bad
+    RATE_LIMIT here, in one line: the replicas read the same environment.)"""
+    if "storage_uri" not in settings.model_fields_set:
+        return flag or "redis"
+    wanted = settings.storage_kind
+    if wanted == "memory" and flag in (None, "memory"):
+        return "memory"
+    if flag is None:
+        return ("chatlimit cluster: STORAGE_URI (or REDIS_URL) would be ignored (the cluster "
+                "starts its own redis-server); unset it, or use STORAGE_URI=memory:// or "
+                "--storage memory")
+    return (f"chatlimit cluster: STORAGE_URI={settings.storage_uri_masked} contradicts "
+            f"--storage {flag}; unset STORAGE_URI or drop --storage")
 
 
 def positive(text: str) -> int:
@@ -54,12 +73,20 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    from .processes import MissingBinary
+    from .processes import MissingBinary, port_holder
     from .redis_topologies import start_redis
     from .stack import LocalStack, StackError
 
-    # The replicas read the same environment: refuse a bad RATE_LIMIT here, in one line.
-    load_settings(storage_uri="memory://")
+    holder = port_holder(args.port)
+    if holder is not None:
+        print(f"chatlimit cluster: port {args.port} is taken by {holder}; "
+              "choose another with --port N", file=sys.stderr)
+        return 1
+    storage = cluster_storage(args.storage, load_settings())
+    if storage.startswith("chatlimit cluster:"):
+        print(storage, file=sys.stderr)
+        return 2
+    args.storage = storage
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     workdir = Path(tempfile.mkdtemp(prefix="chatlimit-cluster-"))

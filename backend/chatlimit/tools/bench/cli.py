@@ -166,6 +166,9 @@ def add_parser(commands: Any) -> None:
     )
     bench.set_defaults(func=main)
 
+SMOKE_NOTE = ("bench --quick: one short round is a smoke run that the benchmark works, "
+              "not a measurement; quote only a full `chatlimit bench`")
+
 
 def main(args: argparse.Namespace) -> int:
     from . import report as bench_report
@@ -177,6 +180,8 @@ def main(args: argparse.Namespace) -> int:
     out: Path = args.out or (
         Path(tempfile.mkdtemp(prefix="chatlimit-bench-")) if quick else Path("docs")
     )
+    if quick:
+        print(SMOKE_NOTE, flush=True)
     strategies = list(NAMES)
     scaled = not args.no_scaled and _nginx_available()
     chosen = variants(strategies, scaled)
@@ -205,6 +210,8 @@ def main(args: argparse.Namespace) -> int:
     paths = bench_report.write(report, out)
     print(bench_report.table(report))
     print("wrote " + ", ".join(str(p) for p in paths))
+    if quick:
+        print(SMOKE_NOTE)  # again under the table, where the figures are read
     return 0
 
 
