@@ -2,9 +2,10 @@
 
 Each strategy has the name slowapi and `limits` use, a short tag that goes into storage keys
 (switching strategies on a shared Redis then never meets a key of the wrong type), the Lua
-script that runs it in Redis (storage/lua/) and a label for people. The in-process step for
-`memory://` is MemoryCounter's method `_step_<tag>`. A leaf module: settings, storage, the
-limiter and the tools all read it.
+file with its step in Redis (storage/lua/), a label for people, and whether it keeps weighted
+entries (a cost counted as one number that a settlement can correct: what token budgets
+need). The in-process step for `memory://` is MemoryCounter's method `_step_<tag>` (and
+`_settle_<tag>`). A leaf module: settings, storage, the limiter and the tools all read it.
 """
 
 from __future__ import annotations
@@ -21,18 +22,21 @@ class Strategy:
     tag: str
     lua: str
     label: str
+    weighted: bool
 
 
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        Strategy("fixed-window", "fw", "fixed_window.lua", "fixed window"),
-        Strategy("moving-window", "mw", "moving_window.lua", "moving window"),
+        Strategy("fixed-window", "fw", "fixed_window.lua", "fixed window", weighted=True),
+        # One list entry per unit of cost: a 300-token reservation would be 300 entries.
+        Strategy("moving-window", "mw", "moving_window.lua", "moving window", weighted=False),
         Strategy("sliding-window-counter", "swc", "sliding_window_counter.lua",
-                 "sliding window counter"),
+                 "sliding window counter", weighted=True),
     )
 }
 NAMES: tuple[str, ...] = tuple(STRATEGIES)
+WEIGHTED: tuple[str, ...] = tuple(s.name for s in STRATEGIES.values() if s.weighted)
 
 
 def strategy(name: str) -> Strategy:

@@ -8,18 +8,23 @@ every request waiting out the socket timeout.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
 
 from limits import RateLimitItem
 
-from ..storage import Counter, StorageUnavailable, Verdict
+from ..storage import Counter, Lease, Quota, StorageUnavailable, Verdict
 
 log = logging.getLogger("chatlimit.limiter")
 
 # While storage is failing, try it again at most this often (the rest go to the fallback).
 STORAGE_RETRY_SECONDS = 1.0
+# A settlement that cannot reach the storage is tried this many times, this far apart, then
+# given up with one log line: its lease expires within the TTL, its reservation stays charged.
+SETTLE_ATTEMPTS = 3
+SETTLE_RETRY_SECONDS = 0.2
 
 
 class Breaker:
@@ -33,10 +38,11 @@ class Breaker:
         # one lost Redis Cluster primary must not push the clients of the others into the
         # fail mode. A single Redis or a Sentinel primary is one shard, "".
         self._down: dict[str, float] = {}
+        self._unsettled = False  # a settlement was given up; logged once until one succeeds
 
     async def count(
         self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
-        *, peek: bool,
+        *, peek: bool, lease: Lease | None = None,
     ) -> tuple[Verdict, bool]:
         """The storage's verdict and False, or the fallback's and True (degraded)."""
         now = time.monotonic()
@@ -49,9 +55,9 @@ class Breaker:
                 self._down[shard] = now + STORAGE_RETRY_SECONDS
             try:
                 if peek:
-                    verdict = await self.counter.peek(keys, items)
+                    verdict = await self.counter.peek(keys, items, lease)
                 else:
-                    verdict = await self.counter.hit(keys, items, costs)
+                    verdict = await self.counter.hit(keys, items, costs, lease)
             except StorageUnavailable as exc:
                 if not self._down:
                     log.warning(
@@ -70,5 +76,38 @@ class Breaker:
         if self.fail_mode == "closed":
             raise StorageUnavailable("storage unreachable")
         if peek:
-            return await self.fallback.peek(keys, items), True
-        return await self.fallback.hit(keys, items, costs), True
+            return await self.fallback.peek(keys, items, lease), True
+        return await self.fallback.hit(keys, items, costs, lease), True
+
+    async def settle(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], windows: Sequence[float],
+        deltas: Sequence[int], lease: Lease | None, *, degraded: bool,
+    ) -> tuple[Quota, ...] | None:
+        """Settle where the admission was counted (the fallback when it was degraded). Never
+        raises: a storage that stays unreachable costs a log line, not a 500; the lease then
+        expires by itself within its TTL. None when it could not be settled."""
+        counter = self.fallback if degraded else self.counter
+        for attempt in range(SETTLE_ATTEMPTS):
+            try:
+                quotas = await counter.settle(keys, items, windows, deltas, lease)
+            except StorageUnavailable as exc:
+                if attempt + 1 == SETTLE_ATTEMPTS:
+                    if not self._unsettled:
+                        log.warning(
+                            "settlement not stored (%s): reservations stay charged and stream "
+                            "leases expire within their TTL until the storage answers", exc,
+                        )
+                    self._unsettled = True
+                    return None
+                await asyncio.sleep(SETTLE_RETRY_SECONDS)
+            else:
+                self._unsettled = False
+                return quotas
+        return None
+
+    async def renew(self, lease: Lease, *, degraded: bool) -> bool:
+        """A heartbeat; False when the lease is gone or the storage did not answer."""
+        try:
+            return await (self.fallback if degraded else self.counter).renew(lease)
+        except StorageUnavailable:
+            return False

@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 from ..uri import StorageLocation
-from .base import Counter, Quota, StorageUnavailable, Verdict, ceil_seconds
+from .base import Counter, Lease, Quota, StorageUnavailable, Verdict, ceil_seconds
 from .memory import MemoryCounter
 
 __all__ = [
-    "Counter", "MemoryCounter", "Quota", "StorageUnavailable", "Verdict", "ceil_seconds",
+    "Counter", "Lease", "MemoryCounter", "Quota", "StorageUnavailable", "Verdict", "ceil_seconds",
     "counter_for",
 ]
 

@@ -5,6 +5,11 @@ request, in process memory (memory.py) or in Redis (redis.py, one EVALSHA round 
 asyncio connection, so a slow Redis never blocks the event loop and the headers need no
 second trip). Shaped like `limits`' storage/, plus what limits lacks: every limit of a request
 in one atomic call, and a bounded memory store.
+
+Token budgets are limits like the others, charged a reservation as their cost (weighted
+entries), and a reply in flight holds a Lease; both are decided in the same admission call as
+the request limits. When the reply ends, one `settle` call charges what was used instead of
+what was reserved, in the window the reservation went into only, and drops the lease.
 """
 
 from __future__ import annotations
@@ -39,15 +44,36 @@ class Quota:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """A slot for one reply in flight: member `id` of the user's lease set `key`, which holds
+    at most `limit` live members. It expires `ttl` seconds after it was taken or last renewed,
+    so a replica that dies mid-stream gives its slots back within the TTL."""
+
+    key: str
+    id: str
+    limit: int
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome of one hit (or peek) over all of a request's limits."""
+    """The outcome of one hit (or peek) over all of a request's limits (and lease)."""
 
     quotas: tuple[Quota, ...]
-    failed: int | None = None  # index of the limit that refused the request
+    # Index of the limit that refused the request; len(quotas) when no stream slot was free.
+    failed: int | None = None
+    # Per limit, the window a hit's charge went into (opaque; 0 when nothing was charged):
+    # settle() corrects a reservation only while that window is the current one.
+    windows: tuple[float, ...] = ()
+    streams: Quota | None = None  # free stream slots, when a lease was asked for
 
     @property
     def allowed(self) -> bool:
         return self.failed is None
+
+    @property
+    def refused_streams(self) -> bool:
+        return self.failed is not None and self.failed == len(self.quotas)
 
 
 class StorageUnavailable(Exception):
@@ -58,10 +84,27 @@ class Counter(Protocol):
     """One strategy over all of a request's limits. `costs` holds each limit's own cost."""
 
     async def hit(
-        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int]
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
+        lease: Lease | None = None,
+    ) -> Verdict:
+        """Charge every limit (in order, until one refuses) and take the lease, atomically."""
+        ...
+
+    async def peek(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], lease: Lease | None = None
     ) -> Verdict: ...
 
-    async def peek(self, keys: Sequence[str], items: Sequence[RateLimitItem]) -> Verdict: ...
+    async def settle(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], windows: Sequence[float],
+        deltas: Sequence[int], lease: Lease | None = None,
+    ) -> tuple[Quota, ...]:
+        """Add `deltas` (used minus reserved) to the limits whose window is still the one the
+        reservation went into, and drop the lease; answer each limit's quota afterwards."""
+        ...
+
+    async def renew(self, lease: Lease) -> bool:
+        """Push the lease's expiry one TTL ahead; False when it had already expired."""
+        ...
 
     async def ping(self) -> bool: ...
 

@@ -13,11 +13,13 @@ from typing import Any
 from limits import RateLimitItem
 
 from ..strategies import strategy as lookup
-from .base import Quota, Verdict
+from .base import Lease, Quota, Verdict
 
 log = logging.getLogger("chatlimit.storage.memory")
 
-Step = Callable[[str, int, float, int, bool, float], tuple[Quota, bool]]
+# (key, amount, window, cost, reading, now) -> (quota, allowed, window the charge went into)
+Step = Callable[[str, int, float, int, bool, float], tuple[Quota, bool, float]]
+Settle = Callable[[str, float, float, int, float], None]
 
 
 class MemoryCounter:
@@ -37,24 +39,57 @@ class MemoryCounter:
         self._fixed: dict[str, list[float]] = {}  # key -> [count, expires_at]
         self._moving: dict[str, deque[float]] = {}  # key -> when each hit ages out, oldest first
         self._sliding: dict[str, list[float]] = {}  # key -> [start, count, previous, expires]
+        self._leases: dict[str, dict[str, float]] = {}  # key -> {lease id: expires at}
         self._next_sweep = 0.0
         tag = lookup(strategy).tag
         self._step: Step = getattr(self, f"_step_{tag}")
+        self._settle: Settle = getattr(self, f"_settle_{tag}")
         stores: dict[str, dict[str, Any]] = {
             "fw": self._fixed, "mw": self._moving, "swc": self._sliding,
         }
         self._store = stores[tag]  # the one this strategy fills
 
     def __len__(self) -> int:
-        return len(self._fixed) + len(self._moving) + len(self._sliding)
+        return len(self._fixed) + len(self._moving) + len(self._sliding) + len(self._leases)
 
     async def hit(
-        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int]
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
+        lease: Lease | None = None,
     ) -> Verdict:
-        return self.check(keys, items, costs, peek=False)
+        return self.check(keys, items, costs, peek=False, lease=lease)
 
-    async def peek(self, keys: Sequence[str], items: Sequence[RateLimitItem]) -> Verdict:
-        return self.check(keys, items, (1,) * len(keys), peek=True)
+    async def peek(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], lease: Lease | None = None
+    ) -> Verdict:
+        return self.check(keys, items, (1,) * len(keys), peek=True, lease=lease)
+
+    async def settle(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], windows: Sequence[float],
+        deltas: Sequence[int], lease: Lease | None = None,
+    ) -> tuple[Quota, ...]:
+        """As settle.lua does."""
+        now = self._clock()
+        if lease is not None:
+            held = self._leases.get(lease.key)
+            if held is not None:
+                held.pop(lease.id, None)
+                if not held:
+                    del self._leases[lease.key]
+        quotas = []
+        for key, item, window, delta in zip(keys, items, windows, deltas, strict=True):
+            if delta:
+                self._settle(key, item.get_expiry(), window, delta, now)
+            quotas.append(self._step(key, item.amount, item.get_expiry(), 1, True, now)[0])
+        return tuple(quotas)
+
+    async def renew(self, lease: Lease) -> bool:
+        """As renew.lua does: an expired lease is not brought back."""
+        now = self._clock()
+        held = self._leases.get(lease.key)
+        if held is None or held.get(lease.id, now) <= now:
+            return False
+        held[lease.id] = now + lease.ttl
+        return True
 
     async def ping(self) -> bool:
         return True
@@ -66,28 +101,50 @@ class MemoryCounter:
         self._fixed.clear()
         self._moving.clear()
         self._sliding.clear()
+        self._leases.clear()
 
     def check(
         self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int], *,
-        peek: bool,
+        peek: bool, lease: Lease | None = None,
     ) -> Verdict:
-        """As the Lua scripts do: limits are charged in order until one refuses; the limits
-        after it are only read (a refused request uses up nothing more), so the answer still
-        knows every limit that would refuse the next request."""
+        """As admit.lua does: the lease is looked at first and taken last; limits are charged
+        in order until one refuses; the limits after it are only read (a refused request uses
+        up nothing more), so the answer still knows every limit that would refuse the next
+        request."""
         now = self._clock()
         if now >= self._next_sweep:
             self.sweep(now)
         quotas = []
+        windows = []
         failed: int | None = None
+        streams = None
+        if lease is not None:
+            streams = self._lease_state(lease, now, peek)
+            if streams.remaining < 1 and not peek:
+                failed = len(keys)
         for index, (key, item, cost) in enumerate(zip(keys, items, costs, strict=True)):
             reading = peek or failed is not None
-            quota, allowed = self._step(key, item.amount, item.get_expiry(), cost, reading, now)
+            quota, allowed, window = self._step(
+                key, item.amount, item.get_expiry(), cost, reading, now
+            )
             quotas.append(quota)
+            windows.append(window)
             if not allowed and failed is None and not peek:
                 failed = index
+        if lease is not None and streams is not None and not peek and failed is None:
+            self._leases.setdefault(lease.key, {})[lease.id] = now + lease.ttl
+            streams = Quota(streams.limit, streams.remaining - 1, streams.reset_after)
         if len(self._store) > self.max_keys:
             self._evict()
-        return Verdict(tuple(quotas), failed)
+        return Verdict(tuple(quotas), failed, tuple(windows), streams)
+
+    def _lease_state(self, lease: Lease, now: float, peek: bool) -> Quota:
+        held = self._leases.get(lease.key, {})
+        live = [expires for expires in held.values() if expires > now]
+        if not peek and len(live) < len(held):
+            self._leases[lease.key] = {i: e for i, e in held.items() if e > now}
+        reset = min(live) - now if live else 0.0
+        return Quota(lease.limit, max(0, lease.limit - len(live)), reset)
 
     def _evict(self) -> None:
         """Drop the oldest tenth of the keys (dicts keep insertion order: first is oldest).
@@ -112,27 +169,35 @@ class MemoryCounter:
             del self._moving[key]
         for key in [k for k, v in self._sliding.items() if v[3] <= now]:
             del self._sliding[key]
+        for key in [k for k, v in self._leases.items() if max(v.values(), default=0) <= now]:
+            del self._leases[key]
 
     def _step_fw(
         self, key: str, amount: int, window: float, cost: int, peek: bool, now: float
-    ) -> tuple[Quota, bool]:
+    ) -> tuple[Quota, bool, float]:
         entry = self._fixed.get(key)
         if entry is not None and entry[1] <= now:
             entry = None
             if not peek:
                 del self._fixed[key]  # re-inserted below, last: the order stays oldest first
-        if peek:
-            count, reset = (entry[0], entry[1] - now) if entry else (0, 0.0)
-            return Quota(amount, max(0, int(amount - count)), reset), count + cost <= amount
+        count, reset = (entry[0], entry[1] - now) if entry else (0, 0.0)
+        allowed = count + cost <= amount
+        if peek or not allowed:  # a cost is charged only when it fits, as in fixed_window.lua
+            return Quota(amount, max(0, int(amount - count)), reset), allowed, 0.0
         if entry is None:
             entry = self._fixed[key] = [0, now + window]
         entry[0] += cost
         count, reset = entry[0], entry[1] - now
-        return Quota(amount, max(0, int(amount - count)), reset), count <= amount
+        return Quota(amount, max(0, int(amount - count)), reset), True, entry[1]
+
+    def _settle_fw(self, key: str, window: float, since: float, delta: int, now: float) -> None:
+        entry = self._fixed.get(key)
+        if entry is not None and entry[1] == since and entry[1] > now:
+            entry[0] = max(0, entry[0] + delta)
 
     def _step_mw(
         self, key: str, amount: int, window: float, cost: int, peek: bool, now: float
-    ) -> tuple[Quota, bool]:
+    ) -> tuple[Quota, bool, float]:
         hits = self._moving.get(key)
         if hits is None:
             hits = deque()
@@ -148,11 +213,14 @@ class MemoryCounter:
         if count:
             index = 0 if allowed else count - amount + cost - 1
             reset = max(hits[min(index, count - 1)] - now, 0.001)
-        return Quota(amount, max(0, amount - count), reset), allowed
+        return Quota(amount, max(0, amount - count), reset), allowed, 0.0
+
+    def _settle_mw(self, key: str, window: float, since: float, delta: int, now: float) -> None:
+        raise ValueError("moving-window has no weighted entries to settle")
 
     def _step_swc(
         self, key: str, amount: int, window: float, cost: int, peek: bool, now: float
-    ) -> tuple[Quota, bool]:
+    ) -> tuple[Quota, bool, float]:
         state = self._sliding.get(key)
         current = previous = 0.0
         start = now
@@ -181,6 +249,11 @@ class MemoryCounter:
                 if current > 0:
                     reset += max(0.0, window - (amount - cost + 1) * window / current)
             reset = max(reset, 0.001)
-        return Quota(amount, max(0, int(amount - weighted)), reset), allowed
+        return Quota(amount, max(0, int(amount - weighted)), reset), allowed, start
 
-
+    def _settle_swc(
+        self, key: str, window: float, since: float, delta: int, now: float
+    ) -> None:
+        state = self._sliding.get(key)
+        if state is not None and state[0] == since and now < since + window:
+            state[1] = max(0, state[1] + delta)

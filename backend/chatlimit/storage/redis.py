@@ -1,4 +1,9 @@
-"""Redis: the three strategies as Lua scripts (lua/), shared by every replica."""
+"""Redis: the three strategies as Lua scripts (lua/), shared by every replica.
+
+Each script is put together from pieces: common.lua (Redis time, stream leases), the strategy's
+own step (and settle) functions, then the driver for what the call does: admit.lua for a hit or
+a peek, settle.lua when a reply ends, renew.lua for a lease's heartbeat.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,23 @@ from typing import Any
 from limits import RateLimitItem
 
 from ..strategies import strategy as lookup
-from .base import Quota, StorageUnavailable, Verdict
+from .base import Lease, Quota, StorageUnavailable, Verdict
 
 
-def lua_source(strategy: str) -> str:
-    lua = lookup(strategy).lua
-    return resources.files("chatlimit.storage").joinpath("lua", lua).read_text()
+def _lua(name: str) -> str:
+    return resources.files("chatlimit.storage").joinpath("lua", name).read_text()
+
+
+def lua_source(strategy: str, driver: str = "admit.lua") -> str:
+    """The script a strategy runs for `driver` (admit.lua, settle.lua or renew.lua)."""
+    own = _lua(lookup(strategy).lua) if driver != "renew.lua" else ""
+    return "\n".join((_lua("common.lua"), own, _lua(driver)))
 
 
 def script_commands(strategy: str) -> set[str]:
-    """The commands a strategy's script runs inside Redis (lower case)."""
-    return {m.lower() for m in re.findall(r"redis\.call\('(\w+)'", lua_source(strategy))}
+    """The commands a strategy's scripts run inside Redis (lower case)."""
+    sources = "".join(lua_source(strategy, d) for d in ("admit.lua", "settle.lua", "renew.lua"))
+    return {m.lower() for m in re.findall(r"redis\.call\('(\w+)'", sources)}
 
 
 def round_trips(commandstats: dict[str, Any], strategy: str) -> int:
@@ -47,6 +58,8 @@ class RedisCounter:
 
         self._client = client
         self._script = client.register_script(lua_source(strategy))
+        self._settle = client.register_script(lua_source(strategy, "settle.lua"))
+        self._renew = client.register_script(lua_source(strategy, "renew.lua"))
         # RuntimeError: under uvloop, redis-py writing to a connection whose server just died
         # (a Sentinel failover) gets "unable to perform operation on <TCPTransport closed=True>".
         self._errors: tuple[type[BaseException], ...] = (
@@ -54,12 +67,33 @@ class RedisCounter:
         )
 
     async def hit(
-        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int]
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
+        lease: Lease | None = None,
     ) -> Verdict:
-        return await self._run(keys, items, costs, peek=False)
+        return await self._run(keys, items, costs, lease, peek=False)
 
-    async def peek(self, keys: Sequence[str], items: Sequence[RateLimitItem]) -> Verdict:
-        return await self._run(keys, items, (1,) * len(keys), peek=True)
+    async def peek(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], lease: Lease | None = None
+    ) -> Verdict:
+        return await self._run(keys, items, (1,) * len(keys), lease, peek=True)
+
+    async def settle(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], windows: Sequence[float],
+        deltas: Sequence[int], lease: Lease | None = None,
+    ) -> tuple[Quota, ...]:
+        args: list[int | str] = [1, lease.id] if lease else [0, ""]
+        for item, window, delta in zip(items, windows, deltas, strict=True):
+            args += [item.amount, int(item.get_expiry() * 1000), int(window), delta]
+        all_keys = [lease.key, *keys] if lease else list(keys)
+        reply = await self._call(self._settle, all_keys, args)
+        return tuple(
+            Quota(item.amount, int(reply[2 * i]), int(reply[2 * i + 1]) / 1000)
+            for i, item in enumerate(items)
+        )
+
+    async def renew(self, lease: Lease) -> bool:
+        reply = await self._call(self._renew, [lease.key], [lease.id, int(lease.ttl * 1000)])
+        return bool(int(reply))
 
     async def ping(self) -> bool:
         try:
@@ -74,22 +108,28 @@ class RedisCounter:
         shard_of = getattr(self._client, "shard_of", None)  # a Redis Cluster client
         return str(shard_of(key)) if shard_of else ""
 
-    async def _run(
-        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int], *,
-        peek: bool,
-    ) -> Verdict:
-        args: list[int] = [1 if peek else 0]
-        for item, cost in zip(items, costs, strict=True):
-            args += [item.amount, int(item.get_expiry() * 1000), cost]
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
-            reply = await self._script(keys=list(keys), args=args)
+            return await script(keys=keys, args=args)
         except self._errors as exc:
             raise StorageUnavailable(type(exc).__name__) from None
+
+    async def _run(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
+        lease: Lease | None, *, peek: bool,
+    ) -> Verdict:
+        args: list[int | str] = [1 if peek else 0]
+        args += [lease.limit, lease.id, int(lease.ttl * 1000)] if lease else [0, "", 0]
+        for item, cost in zip(items, costs, strict=True):
+            args += [item.amount, int(item.get_expiry() * 1000), cost]
+        reply = await self._call(self._script, [lease.key, *keys] if lease else list(keys), args)
         failed = int(reply[0])
         quotas = tuple(
-            Quota(item.amount, int(reply[1 + 2 * i]), int(reply[2 + 2 * i]) / 1000)
-            for i, item in enumerate(items[: (len(reply) - 1) // 2])
+            Quota(item.amount, int(reply[3 + 3 * i]), int(reply[4 + 3 * i]) / 1000)
+            for i, item in enumerate(items)
         )
-        return Verdict(quotas, failed - 1 if failed else None)
+        windows = tuple(float(reply[5 + 3 * i]) for i in range(len(items)))
+        streams = Quota(lease.limit, int(reply[1]), int(reply[2]) / 1000) if lease else None
+        return Verdict(quotas, failed - 1 if failed else None, windows, streams)
 
 

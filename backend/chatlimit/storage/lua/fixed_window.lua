@@ -1,24 +1,17 @@
--- Fixed window for every limit of one request, in one round trip.
--- KEYS: one counter per limit. ARGV: peek (1 = read only), then amount, window (ms) and cost
--- per limit (each limit is charged its own cost, as in slowapi).
--- Returns {failed limit index or 0, remaining_1, reset_ms_1, remaining_2, reset_ms_2, ...},
--- every limit answered: those after a refusing one are read, not charged.
--- INCRBY and PEXPIRE run atomically here, unlike the guide's GET-then-INCR, so concurrent
--- replicas can never both read "2" and both allow the 3rd request.
-local peek = ARGV[1] == '1'
-local out = {0}
-for i, key in ipairs(KEYS) do
-  local amount = tonumber(ARGV[3 * i - 1])
-  local window = tonumber(ARGV[3 * i])
-  local cost = tonumber(ARGV[3 * i + 1])
-  -- After a refusal the later limits are only read: a refused request uses up nothing more.
-  local reading = peek or out[1] > 0
-  local count, ttl
-  if reading then
-    count = tonumber(redis.call('GET', key) or '0')
-    ttl = redis.call('PTTL', key)
-    if ttl < 0 then ttl = 0 end
-  else
+-- Fixed window: each key is a counter that expires with its window, which starts with the
+-- window's first hit. A cost is charged only when it fits, so a reservation of 300 tokens
+-- refused with 200 left leaves those 200 usable. Check and INCRBY run atomically here, unlike
+-- the guide's GET-then-INCR, so concurrent replicas can never both read "2" and both allow
+-- the 3rd request. A window is named by its expiry (PEXPIRETIME): a settlement can then tell
+-- whether the window it reserved in is still the current one.
+local clock = false
+
+-- remaining, reset (ms), window, allowed
+local function step(key, amount, window, cost, reading, now)
+  local count = tonumber(redis.call('GET', key) or '0')
+  local allowed = count + cost <= amount
+  local ttl
+  if allowed and not reading then
     count = redis.call('INCRBY', key, cost)
     ttl = redis.call('PTTL', key)
     -- The window starts with its first hit; a key left without a TTL heals here too.
@@ -26,11 +19,19 @@ for i, key in ipairs(KEYS) do
       redis.call('PEXPIRE', key, window)
       ttl = window
     end
+  else
+    ttl = redis.call('PTTL', key)
+    if ttl < 0 then ttl = 0 end
   end
   local remaining = amount - count
   if remaining < 0 then remaining = 0 end
-  out[#out + 1] = remaining
-  out[#out + 1] = ttl
-  if not reading and count > amount then out[1] = i end
+  local since = 0
+  if allowed and not reading then since = redis.call('PEXPIRETIME', key) end
+  return remaining, ttl, since, allowed
 end
-return out
+
+local function settle(key, window, since, delta, now)
+  if redis.call('PEXPIRETIME', key) == since then
+    if redis.call('INCRBY', key, delta) < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
+  end
+end

@@ -1,17 +1,10 @@
--- Moving window for every limit of one request, in one round trip.
--- Each key is a list of hit timestamps (ms, newest first), never longer than its amount.
--- KEYS and ARGV as in fixed_window.lua. Time comes from Redis itself, so replicas with
+-- Moving window: each key is a list of hit timestamps (ms, newest first), never longer than
+-- its amount. One entry per unit of cost, so it has no weighted entries for token budgets
+-- (settings refuses TOKEN_LIMIT with it). Time comes from Redis itself, so replicas with
 -- skewed clocks still agree.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local peek = ARGV[1] == '1'
-local out = {0}
-for i, key in ipairs(KEYS) do
-  local amount = tonumber(ARGV[3 * i - 1])
-  local window = tonumber(ARGV[3 * i])
-  local cost = tonumber(ARGV[3 * i + 1])
-  -- After a refusal the later limits are only read: a refused request uses up nothing more.
-  local reading = peek or out[1] > 0
+local clock = true
+
+local function step(key, amount, window, cost, reading, now)
   local cutoff = now - window
   while true do
     local oldest = redis.call('LINDEX', key, -1)
@@ -36,8 +29,9 @@ for i, key in ipairs(KEYS) do
     reset = tonumber(ts) + window - now
     if reset < 1 then reset = 1 end
   end
-  out[#out + 1] = remaining
-  out[#out + 1] = reset
-  if not allowed and not reading then out[1] = i end
+  return remaining, reset, 0, allowed
 end
-return out
+
+local function settle(key, window, since, delta, now)
+  error('moving-window has no weighted entries to settle')
+end

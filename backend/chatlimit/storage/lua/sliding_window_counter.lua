@@ -1,18 +1,10 @@
--- Sliding window counter for every limit of one request, in one round trip.
--- Each key is a hash {s = window start (ms), c = count in it, p = count in the window before};
--- the weighted count is p * (share of the previous window still inside) + c.
--- KEYS and ARGV as in fixed_window.lua. Time comes from Redis itself.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local peek = ARGV[1] == '1'
-local out = {0}
-for i, key in ipairs(KEYS) do
-  local amount = tonumber(ARGV[3 * i - 1])
-  local window = tonumber(ARGV[3 * i])
-  local cost = tonumber(ARGV[3 * i + 1])
-  -- After a refusal the later limits are only read: a refused request uses up nothing more.
-  local reading = peek or out[1] > 0
-  -- Windows start at a client's first hit, as in limits, not on clock boundaries.
+-- Sliding window counter: each key is a hash {s = window start (ms), c = count in it,
+-- p = count in the window before}; the weighted count is p * (share of the previous window
+-- still inside) + c. Windows start at a client's first hit, as in limits, not on clock
+-- boundaries; a window is named by its start. Time comes from Redis itself.
+local clock = true
+
+local function step(key, amount, window, cost, reading, now)
   local state = redis.call('HMGET', key, 's', 'c', 'p')
   local start, c, p = tonumber(state[1]), tonumber(state[2]) or 0, tonumber(state[3]) or 0
   if start == nil or now >= start + 2 * window then
@@ -49,8 +41,15 @@ for i, key in ipairs(KEYS) do
     end
     if reset < 1 then reset = 1 end
   end
-  out[#out + 1] = remaining
-  out[#out + 1] = reset
-  if not allowed and not reading then out[1] = i end
+  return remaining, reset, start, allowed
 end
-return out
+
+local function settle(key, window, since, delta, now)
+  local state = redis.call('HMGET', key, 's', 'c')
+  local start, c = tonumber(state[1]), tonumber(state[2]) or 0
+  if start == since and now < start + window then
+    c = c + delta
+    if c < 0 then c = 0 end
+    redis.call('HSET', key, 'c', c)
+  end
+end
