@@ -17,11 +17,13 @@ from . import __version__
 from .limiter import Breaker, ChatLimiter
 from .limiter.headers import EXPOSED
 from .limiter.identity import make_key_func
+from .observe import Metrics, Observer
+from .observe.http import HttpMetrics
 from .settings import Settings, load_settings
 from .storage import MemoryCounter, counter_for
 from .web import errors
 from .web.middleware import BodyLimit, StandardHeaders
-from .web.routes import chat, health, pages
+from .web.routes import chat, health, observe, pages
 
 log = logging.getLogger("chatlimit")
 
@@ -44,19 +46,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # FAIL_MODE=open counts in this replica's memory, bounded like memory:// itself.
     fallback = MemoryCounter(strategy, max_keys=settings.memory_max_keys)
+    # One registry per app (never prometheus_client's global one): apps built side by side in
+    # one process (the tests) each count only their own requests.
+    metrics = Metrics(
+        instance=settings.instance_name, storage=settings.storage_kind, strategy=strategy,
+        mode=settings.rate_limit_mode,
+    ) if settings.metrics_enabled else None
+    observer = Observer(metrics, shadow=settings.shadow)
     limiter = ChatLimiter(
         key_func=make_key_func(settings.trusted_proxies),
-        breaker=Breaker(counter, fallback, settings.fail_mode),
+        breaker=Breaker(counter, fallback, settings.fail_mode, observer),
         strategy=strategy,
         enabled=settings.rate_limit_enabled,
+        shadow=settings.shadow,
+        observer=observer,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info(
-            "%s serving: storage=%s strategy=%s limit=%s enabled=%s",
+            "%s serving: storage=%s strategy=%s limit=%s enabled=%s mode=%s metrics=%s",
             settings.instance_name, settings.storage_uri_masked, settings.rate_limit_strategy,
-            settings.rate_limit, settings.rate_limit_enabled,
+            settings.rate_limit, settings.rate_limit_enabled, settings.rate_limit_mode,
+            settings.metrics, extra={"event": "serving"},
         )
         if settings.storage_kind == "redis" and not await counter.ping():
             # Said now, not first at the first /chat, so whoever starts it sees it.
@@ -88,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(chat.build_router(limiter, settings))
     app.include_router(health.router)
+    app.include_router(observe.build_router(observer, settings))
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=frontend_dir() / "static"), name="static")
 
@@ -104,5 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=list(EXPOSED),
             max_age=600,
         )
+    if metrics is not None:  # just inside StandardHeaders: it sees every status, 500s too
+        app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(StandardHeaders, instance_name=settings.instance_name)
     return app

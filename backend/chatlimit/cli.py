@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -33,8 +32,10 @@ def tune_garbage_collector() -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from .app import create_app
+    from .observe.logs import configure_logging
     from .web.protocol import limited_http_protocol
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -45,9 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"chatlimit serve: port {settings.port} on {settings.host} is taken by {holder}; "
               "choose another with --port N or PORT", file=sys.stderr)
         return PORT_TAKEN
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format, settings.instance_name)
     app = create_app(settings)
     tune_garbage_collector()
     uvicorn.run(
@@ -59,6 +58,8 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         access_log=settings.access_log,
         log_level=settings.log_level,
+        # JSON: uvicorn's loggers propagate to the one JSON handler instead of their own text.
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
         timeout_graceful_shutdown=10,
         # Caps the request head (431) and answers malformed requests in the JSON error shape.
         http=limited_http_protocol(settings.max_header_bytes, settings.instance_name),

@@ -18,6 +18,7 @@ from .strategies import StrategyName
 from .uri import REDIS_SCHEMES, StorageLocation, mask_uri, parse_storage_uri
 
 FailMode = Literal["open", "closed"]
+OnOff = Literal["on", "off"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # What each variable accepts, for the one-line start-up error.
@@ -47,6 +48,9 @@ ACCEPTS = {
     "(scheme, host, optional port; no paths, no *)",
     "access_log": "true or false",
     "log_level": "debug, info, warning or error",
+    "metrics": "on or off",
+    "rate_limit_mode": "enforce or shadow",
+    "log_format": "text or json",
 }
 
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
@@ -92,6 +96,13 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     access_log: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    # GET /metrics. Off by default: the single container (the Space) has no proxy in front, so
+    # its /metrics would be public; the scaled stacks turn it on behind nginx (README).
+    metrics: OnOff = "off"
+    # shadow: count and report every refusal (metrics, X-RateLimit-Shadow, a log line) but
+    # refuse nothing, to try a limit before enforcing it.
+    rate_limit_mode: Literal["enforce", "shadow"] = "enforce"
 
     @model_validator(mode="before")
     @classmethod
@@ -172,6 +183,24 @@ class Settings(BaseSettings):
         if not all(_NAME.fullmatch(name) for name in value):
             raise ValueError("bad replica name")
         return value
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return {"true": "on", "1": "on", "false": "off", "0": "off"}.get(lowered, lowered)
+        return value
+
+    @property
+    def metrics_enabled(self) -> bool:
+        return self.metrics == "on"
+
+    @property
+    def shadow(self) -> bool:
+        return self.rate_limit_mode == "shadow"
 
     @cached_property
     def limits(self) -> list[RateLimitItem]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from limits import RateLimitItem
 
+from ..observe import Observer
 from ..storage import Counter, Lease, Quota, StorageUnavailable, Verdict
 
 log = logging.getLogger("chatlimit.limiter")
@@ -30,10 +31,14 @@ SETTLE_RETRY_SECONDS = 0.2
 class Breaker:
     """A Counter guarded by the fail mode, with a circuit per storage shard."""
 
-    def __init__(self, counter: Counter, fallback: Counter, fail_mode: str = "open") -> None:
+    def __init__(
+        self, counter: Counter, fallback: Counter, fail_mode: str = "open",
+        observer: Observer | None = None,
+    ) -> None:
         self.counter = counter
         self.fallback = fallback
         self.fail_mode = fail_mode
+        self.observer = observer or Observer()
         # Per shard of the storage (see Counter.shard), when to probe it again while it fails:
         # one lost Redis Cluster primary must not push the clients of the others into the
         # fail mode. A single Redis or a Sentinel primary is one shard, "".
@@ -59,24 +64,33 @@ class Breaker:
                 else:
                     verdict = await self.counter.hit(keys, items, costs, lease)
             except StorageUnavailable as exc:
+                # The storages name the exception they met (TimeoutError, ConnectionError...).
+                self.observer.storage_call("timeout" if "Timeout" in str(exc) else "error",
+                                           time.monotonic() - now)
                 if not self._down:
+                    self.observer.degraded(True)
                     log.warning(
                         "rate-limit storage unreachable (%s): %s", exc,
                         "failing open with this replica's own memory counts"
                         if self.fail_mode == "open"
                         else "failing closed with 503",
+                        extra={"event": "storage_unreachable"},
                     )
                 self._down[shard] = time.monotonic() + STORAGE_RETRY_SECONDS
             else:
+                self.observer.storage_call("ok", time.monotonic() - now)
                 # An answer also proves the storage as a whole ("") reachable.
                 recovered = [self._down.pop(s, None) for s in {shard, ""}]
                 if any(r is not None for r in recovered) and not self._down:
-                    log.warning("rate-limit storage reachable again: shared limiting resumed")
+                    self.observer.degraded(False)
+                    log.warning("rate-limit storage reachable again: shared limiting resumed",
+                                extra={"event": "storage_reachable"})
                 return verdict, False
         if self.fail_mode == "closed":
             raise StorageUnavailable("storage unreachable")
         if peek:
             return await self.fallback.peek(keys, items, lease), True
+        self.observer.storage_call("fallback")
         return await self.fallback.hit(keys, items, costs, lease), True
 
     async def settle(

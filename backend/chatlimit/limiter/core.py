@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from slowapi.wrappers import Limit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..observe import Observer
 from ..storage import Quota, Verdict
 from .breaker import Breaker
 from .headers import policy_header, raw_headers
@@ -42,6 +43,7 @@ class Decision:
     item: RateLimitItem
     policy: str  # RateLimit-Policy
     degraded: bool  # counted by the fail-open fallback, not the shared storage
+    shadow: bool = False  # refused by the limit, let through (RATE_LIMIT_MODE=shadow)
 
     @property
     def allowed(self) -> bool:
@@ -80,6 +82,8 @@ class ChatLimiter(Limiter):
         breaker: Breaker,
         strategy: str,
         enabled: bool = True,
+        shadow: bool = False,
+        observer: Observer | None = None,
     ) -> None:
         # Every option is passed in code. An empty config file and get_app_config below keep
         # slowapi from reading RATELIMIT_* variables or a .env file on its own.
@@ -97,6 +101,8 @@ class ChatLimiter(Limiter):
         self.breaker = breaker
         self.counter = breaker.counter
         self.strategy = strategy
+        self.shadow = shadow
+        self.observer = observer or Observer(shadow=shadow)
         self._scopes: dict[str, str] = {}  # route name -> the scope in its storage keys
         self._ceilings: set[Callable[..., str]] = set()  # key_funcs of ceilings (per address)
         self._plans: dict[str, _Plan] = {}
@@ -161,6 +167,9 @@ class ChatLimiter(Limiter):
             return None
         decision = await self._count(request, name, limits, peek=False)
         if not decision.allowed:
+            if self.shadow:  # counted and reported (observer, header), never refused
+                decision = request.state.rate_limit = replace(decision, shadow=True)
+                return decision
             assert decision.verdict.failed is not None
             raise RateLimitExceeded(limits[decision.verdict.failed])
         return decision
@@ -194,6 +203,7 @@ class ChatLimiter(Limiter):
                 ),
                 own=tuple(i for i, c in enumerate(ceiling) if not c) or (0,),
             )
+            self.observer.declare(plan.items, plan.ceiling)
         return plan
 
     async def _count(
@@ -210,6 +220,10 @@ class ChatLimiter(Limiter):
         # Each limit is charged its own cost, as slowapi does.
         costs = [lim.cost(request) if callable(lim.cost) else lim.cost for lim in plan.limits]
         verdict, degraded = await self.breaker.count(keys, plan.items, costs, peek=peek)
+        if not peek:  # the observer hook: one call per decision (metrics, stats, refusal log)
+            failed = verdict.failed
+            self.observer.decided(plan.items, plan.ceiling, verdict, "" if failed is None
+                                  else identities[plan.limits[failed].key_func])
         shown = self._shown(plan, verdict, peek)
         decision = Decision(
             verdict=verdict,

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from .core import Decision
 
 DEGRADED_HEADER = "X-RateLimit-Degraded"
+SHADOW_HEADER = "X-RateLimit-Shadow"
 EXPOSED = ("Retry-After", "X-Served-By", "X-RateLimit-Limit", "X-RateLimit-Remaining",
-           "X-RateLimit-Reset", "RateLimit", "RateLimit-Policy", DEGRADED_HEADER)
+           "X-RateLimit-Reset", "RateLimit", "RateLimit-Policy", DEGRADED_HEADER, SHADOW_HEADER)
 
 
 def policy_name(item: RateLimitItem) -> str:
@@ -45,6 +46,8 @@ def raw_headers(decision: Decision, retry_after: int | None = None) -> list[tupl
     ]
     if decision.degraded:
         headers.append((b"x-ratelimit-degraded", b"storage-unreachable"))
+    if decision.shadow:
+        headers.append((b"x-ratelimit-shadow", b"would-refuse"))
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))
     return headers

@@ -89,6 +89,25 @@ class InfoResponse(BaseModel):
     fail_mode: str
 
 
+class StatsSeries(BaseModel):
+    allowed: list[int]
+    blocked: list[int]
+    shadow: list[int]
+
+
+class StatsResponse(BaseModel):
+    """GET /api/stats: /chat decisions on this replica, in buckets, oldest first."""
+
+    served_by: str
+    mode: Literal["enforce", "shadow"]
+    window_seconds: int
+    bucket_seconds: int
+    allowed: int
+    blocked: int
+    shadow: int = Field(description="let through by RATE_LIMIT_MODE=shadow; the limit refused")
+    series: StatsSeries
+
+
 class HealthResponse(BaseModel):
     status: str
     served_by: str
