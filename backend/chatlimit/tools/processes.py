@@ -24,6 +24,7 @@ INSTALL_HINTS = {
     "redis-server": "install it with: sudo apt-get install redis-server",
     "nginx": "install it with: sudo apt-get install nginx-light",
     "wrk": "install it with: sudo apt-get install wrk",
+    "prometheus": "install it with: sudo apt-get install prometheus",
 }
 
 

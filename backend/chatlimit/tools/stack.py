@@ -17,6 +17,7 @@ import httpx
 
 from . import nginx_conf
 from .processes import Process, RedisServer, chatlimit_argv, find_binary, free_port, wait_until
+from .prometheus import PrometheusServer
 
 Storage = Literal["redis", "memory"]
 START_TIMEOUT = 30.0
@@ -39,9 +40,13 @@ class LocalStack:
         env: Mapping[str, str] | None = None,
         redis: RedisServer | None = None,
         die_with_parent: bool = False,
+        prometheus: bool = False,
+        prometheus_port: int | None = None,
+        scrape_interval: str = "5s",
     ) -> None:
         """die_with_parent: the children get SIGTERM if this process dies without stopping
-        them (`chatlimit cluster`, the test fixture); start from the main thread then."""
+        them (`chatlimit cluster`, the test fixture); start from the main thread then.
+        prometheus: also run a Prometheus scraping each replica's /metrics directly."""
         if replicas < 1:
             raise ValueError("replicas must be at least 1")
         if storage not in ("redis", "memory"):
@@ -65,6 +70,10 @@ class LocalStack:
         self.replica_ports = {name: free_port() for name in self.names}
         self.replica_urls = {n: f"http://127.0.0.1:{p}" for n, p in self.replica_ports.items()}
         self.replicas = {name: self._replica_process(name) for name in self.names}
+        self.prometheus = PrometheusServer(
+            workdir, {n: f"127.0.0.1:{p}" for n, p in self.replica_ports.items()},
+            port=prometheus_port, interval=scrape_interval, die_with_parent=die_with_parent,
+        ) if prometheus else None
         self.conf_path = workdir / "nginx.conf"
         self.nginx = Process(
             "nginx",
@@ -80,6 +89,8 @@ class LocalStack:
 
     def _replica_process(self, name: str) -> Process:
         env = {
+            # Behind nginx, which never proxies /metrics: scraping reaches the replica itself.
+            "METRICS": "on",
             **os.environ,
             **self.env,
             "INSTANCE_NAME": name,
@@ -107,6 +118,11 @@ class LocalStack:
             for name in self.names:
                 self._wait_ready(name)
             self._start_nginx()
+            if self.prometheus is not None:
+                try:
+                    self.prometheus.start()
+                except (RuntimeError, TimeoutError) as exc:
+                    raise StackError(str(exc)) from None
         except BaseException:
             self.stop()
             raise
@@ -158,6 +174,8 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything this cluster started, front to back; safe to call twice."""
+        if self.prometheus is not None:
+            _reap(self.prometheus.process)
         _reap(self.nginx)
         for process in self.replicas.values():
             process.signal(signal.SIGTERM)  # all at once, then wait for each
@@ -169,6 +187,8 @@ class LocalStack:
     def pids(self) -> list[int]:
         """Process ids of the running children (not nginx's workers)."""
         processes = [self.nginx, *self.replicas.values()]
+        if self.prometheus is not None:
+            processes.append(self.prometheus.process)
         if self._owns_redis and self.redis is not None:
             processes.append(self.redis.process)
         return [p.pid for p in processes if p.alive()]

@@ -32,6 +32,11 @@ def add_parser(commands: Any) -> None:
     cluster.add_argument("--redis", choices=["single", "sentinel", "cluster"], default="single",
                          help="the shared Redis: one redis-server (default), a primary with a "
                          "replica and three sentinels, or a three-primary Redis Cluster")
+    cluster.add_argument("--prometheus", action="store_true",
+                         help="also run Debian's prometheus, scraping each replica's /metrics "
+                         "directly (nginx never serves /metrics)")
+    cluster.add_argument("--prometheus-port", type=int, default=9090,
+                         help="Prometheus's port with --prometheus (default 9090)")
     cluster.set_defaults(func=run_cluster)
 
 
@@ -82,6 +87,10 @@ def run_cluster(args: argparse.Namespace) -> int:
         print(f"chatlimit cluster: port {args.port} is taken by {holder}; "
               "choose another with --port N", file=sys.stderr)
         return 1
+    if args.prometheus and (holder := port_holder(args.prometheus_port)) is not None:
+        print(f"chatlimit cluster: port {args.prometheus_port} is taken by {holder}; "
+              "choose another with --prometheus-port N", file=sys.stderr)
+        return 1
     storage = cluster_storage(args.storage, load_settings())
     if storage.startswith("chatlimit cluster:"):
         print(storage, file=sys.stderr)
@@ -97,7 +106,8 @@ def run_cluster(args: argparse.Namespace) -> int:
             return 2
         topology = start_redis(args.redis, workdir)  # None: the cluster starts one redis
         cluster = LocalStack(workdir, replicas=args.replicas, storage=args.storage, port=args.port,
-                          redis=topology, die_with_parent=True)  # type: ignore[arg-type]
+                          redis=topology, die_with_parent=True,  # type: ignore[arg-type]
+                          prometheus=args.prometheus, prometheus_port=args.prometheus_port)
         print(f"chatlimit cluster: starting {args.replicas} replicas ({args.storage}) "
               f"behind nginx at {cluster.url}; logs in {workdir}", flush=True)
         cluster.start()
@@ -106,6 +116,11 @@ def run_cluster(args: argparse.Namespace) -> int:
         print(f"replicas: {', '.join(cluster.names)} (each at {cluster.url}/replica/<name>/)",
               flush=True)
         print(f"storage: {storage}", flush=True)
+        print("metrics: " + ", ".join(f"{url}/metrics" for url in cluster.replica_urls.values())
+              + " (each replica directly; not through nginx)", flush=True)
+        if cluster.prometheus is not None:
+            print(f"prometheus: {cluster.prometheus.url} (scraping every "
+                  f"{cluster.prometheus.config['global']['scrape_interval']})", flush=True)
         print("Ctrl-C stops everything.", flush=True)
         return _supervise(cluster)
     except MissingBinary as exc:

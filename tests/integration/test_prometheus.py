@@ -1,0 +1,81 @@
+"""A real Prometheus (Debian's) scraping three real replicas directly, while nginx's public
+server never serves /metrics: what the client saw is what PromQL sums."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from http import HTTPStatus
+
+import httpx
+import pytest
+
+from chatlimit.tools.processes import MissingBinary, wait_until
+from chatlimit.tools.stack import LocalStack as Cluster
+
+from ..support import metric, metric_samples, missing
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.nginx]
+
+LIMIT = 5
+SENT = 17
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    try:
+        stack = Cluster(tmp_path_factory.mktemp("prometheus"), replicas=3, storage="redis",
+                        env={"RATE_LIMIT": f"{LIMIT}/minute", "RATE_LIMIT_PER_ADDRESS": "off"},
+                        prometheus=True, scrape_interval="1s", die_with_parent=True)
+    except MissingBinary as exc:
+        missing(str(exc))
+    with stack:
+        yield stack
+
+
+async def burst(url: str, count: int) -> list[int]:
+    async with httpx.AsyncClient(headers={"User-Agent": "prometheus-test"}) as client:
+        answers = await asyncio.gather(*(
+            client.post(f"{url}/chat", json={"message": f"m{i}"}, timeout=15)
+            for i in range(count)))
+    return [a.status_code for a in answers]
+
+
+def test_nginx_answers_metrics_with_404_in_the_error_shape_even_per_replica(cluster: Cluster) -> None:
+    for path in ("/metrics", "/metrics/", "/replica/app-1/metrics", "//metrics", "/%6Detrics"):
+        answer = httpx.get(f"{cluster.url}{path}", timeout=5)
+        assert answer.status_code == HTTPStatus.NOT_FOUND, path
+        assert answer.json()["error"] == "not_found", path
+        assert answer.headers["X-Served-By"] == "nginx", path
+    # The replicas themselves serve it: that is where Prometheus scrapes.
+    direct = httpx.get(f"{cluster.replica_urls['app-1']}/metrics", timeout=5)
+    assert direct.status_code == HTTPStatus.OK
+    assert "chatlimit_rate_limit_decisions_total" in direct.text
+    # The page's figures stay public, through the per-replica routes.
+    assert httpx.get(f"{cluster.url}/replica/app-2/api/stats", timeout=5).json()["served_by"] == "app-2"
+
+
+def test_promql_sums_of_within_and_over_limit_equal_what_the_client_saw(cluster: Cluster) -> None:
+    prometheus = cluster.prometheus
+    assert prometheus is not None
+    statuses = asyncio.run(burst(cluster.url, SENT))
+    allowed = statuses.count(HTTPStatus.OK)
+    refused = statuses.count(HTTPStatus.TOO_MANY_REQUESTS)
+    assert (allowed, refused) == (LIMIT, SENT - LIMIT)  # Redis holds the limit across replicas
+
+    decisions = "chatlimit_rate_limit_decisions_total"
+    within = f'sum({decisions}{{result="within_limit",kind="requests"}})'
+    over = f'sum({decisions}{{result="over_limit",kind="requests"}})'
+
+    def scraped() -> bool:
+        return prometheus.value(within) == allowed and prometheus.value(over) == refused
+
+    wait_until(scraped, timeout=30, interval=0.25, what="a scrape showing the burst")
+    assert prometheus.value('count(up{job="chatlimit"} == 1)') == 3
+    per_replica = prometheus.query(f'sum by (replica) ({decisions}{{kind="requests"}})')
+    assert {r["metric"]["replica"] for r in per_replica} <= set(cluster.names)
+    assert sum(float(r["value"][1]) for r in per_replica) == SENT
+    # Each replica's own exposition agrees with what Prometheus stored from it.
+    direct = sum(metric(metric_samples(httpx.get(f"{url}/metrics", timeout=5).text), decisions,
+                        kind="requests") for url in cluster.replica_urls.values())
+    assert direct == SENT
