@@ -13,8 +13,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 def route_of(scope: Scope) -> str:
-    """The route's template ("/chat", "/replica/..." never appears: nginx strips it), "/static"
-    for files, "none" when nothing matched: never the raw path, which the client chooses."""
+    """The matched route's template ("/chat"), "/static" for files, "none" when nothing
+    matched: never the raw path, which the client chooses."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):
