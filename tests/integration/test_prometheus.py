@@ -4,16 +4,22 @@ server never serves /metrics: what the client saw is what PromQL sums."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from http import HTTPStatus
+from pathlib import Path
 
 import httpx
 import pytest
 
-from chatlimit.tools.processes import MissingBinary, wait_until
+from chatlimit.tools.processes import MissingBinary, find_binary, free_port, wait_until
 from chatlimit.tools.stack import LocalStack as Cluster
 
-from ..support import metric, metric_samples, missing
+from ..support import descendants, metric, metric_samples, missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.nginx]
 
@@ -79,3 +85,45 @@ def test_promql_sums_of_within_and_over_limit_equal_what_the_client_saw(cluster:
     direct = sum(metric(metric_samples(httpx.get(f"{url}/metrics", timeout=5).text), decisions,
                         kind="requests") for url in cluster.replica_urls.values())
     assert direct == SENT
+
+
+def test_chatlimit_cluster_prometheus_prints_its_url_scrapes_every_replica_and_stops_with_it(
+    tmp_path: Path,
+) -> None:
+    for binary in ("nginx", "prometheus"):
+        try:
+            find_binary(binary)
+        except MissingBinary as exc:
+            missing(str(exc))
+    port, prometheus_port = free_port(), free_port()
+    out = tmp_path / "cluster.out"
+    with out.open("wb") as sink:
+        cluster = subprocess.Popen(
+            [sys.executable, "-m", "chatlimit", "cluster", "--storage", "memory", "--replicas", "2",
+             "--port", str(port), "--prometheus", "--prometheus-port", str(prometheus_port)],
+            stdout=sink, stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if k not in ("STORAGE_URI", "REDIS_URL")},
+        )
+    try:
+        wait_until(lambda: "Ctrl-C" in out.read_text() or cluster.poll() is not None,
+                   timeout=90, interval=0.1, what="chatlimit cluster --prometheus")
+        banner = out.read_text()
+        assert f"prometheus: http://127.0.0.1:{prometheus_port}" in banner, banner
+        assert len(re.findall(r"http://127\.0\.0\.1:\d+/metrics", banner)) == 2
+        children = descendants(cluster.pid)
+
+        def both_up() -> bool:
+            answer = httpx.get(f"http://127.0.0.1:{prometheus_port}/api/v1/query",
+                               params={"query": 'sum(up{job="chatlimit"})'}, timeout=5).json()
+            result = answer["data"]["result"]
+            return bool(result) and float(result[0]["value"][1]) == 2
+
+        wait_until(both_up, timeout=30, interval=0.5, what="prometheus scraping both replicas")
+        cluster.send_signal(signal.SIGTERM)
+        assert cluster.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        if cluster.poll() is None:
+            cluster.kill()
+            cluster.wait()
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), timeout=20,
+               what="the cluster's processes to exit")
