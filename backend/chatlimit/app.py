@@ -17,10 +17,12 @@ from . import __version__
 from .limiter import Breaker, ChatLimiter
 from .limiter.headers import EXPOSED
 from .limiter.identity import make_key_func
+from .model import model_for
 from .observe import Metrics, Observer
 from .observe.http import HttpMetrics
 from .settings import Settings, load_settings
 from .storage import MemoryCounter, counter_for
+from .uri import mask_uri
 from .web import errors
 from .web.middleware import BodyLimit, StandardHeaders
 from .web.routes import chat, health, observe, pages
@@ -53,14 +55,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mode=settings.rate_limit_mode,
     ) if settings.metrics_enabled else None
     observer = Observer(metrics, shadow=settings.shadow)
+    user_key = make_key_func(settings.trusted_proxies)
     limiter = ChatLimiter(
-        key_func=make_key_func(settings.trusted_proxies),
+        key_func=user_key,
         breaker=Breaker(counter, fallback, settings.fail_mode, observer),
         strategy=strategy,
         enabled=settings.rate_limit_enabled,
         shadow=settings.shadow,
         observer=observer,
     )
+    model = model_for(settings)  # opens no connection until the first message
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,9 +82,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "each replica counts alone in its own memory until it answers"
                 if settings.fail_mode == "open" else "/chat answers 503 until it answers",
             )
+        # The base URL and model name only: LLM_API_KEY is never logged.
+        log.info("%s model: %s", settings.instance_name,
+                 f"{settings.llm_model} at {mask_uri(settings.llm_base_url)}"
+                 if settings.llm_base_url else "the built-in demo model (in process)")
         try:
             yield
         finally:
+            await model.aclose()
             await counter.aclose()
 
     app = FastAPI(
@@ -98,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     errors.install(app)
 
-    app.include_router(chat.build_router(limiter, settings))
+    app.include_router(chat.build_router(limiter, settings, model, user_key))
     app.include_router(health.router)
     app.include_router(observe.build_router(observer, settings))
     app.include_router(pages.router)

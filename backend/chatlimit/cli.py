@@ -67,12 +67,28 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .model.server import create_model_app
+    from .observe.logs import configure_logging
+
+    overrides = {} if args.busy is None else {"model_busy": args.busy}
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format, "model")
+    uvicorn.run(create_model_app(settings), host=args.host, port=args.port,
+                server_header=False, access_log=settings.access_log,
+                log_level=settings.log_level, timeout_graceful_shutdown=5)
+    return 0
+
+
 TOOLS_HINT = "pip install 'chatlimit[tools]'"
 
 
 def tools_installed() -> bool:
-    """The tools extra brings httpx (and matplotlib for bench's chart); the app needs neither."""
-    return importlib.util.find_spec("httpx") is not None
+    """The tools extra brings matplotlib (bench's chart) and httpx; the app does not need
+    matplotlib (httpx arrives with the openai SDK, so it cannot tell the extra apart)."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _needs_tools(args: argparse.Namespace) -> int:
@@ -88,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default: $HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: $PORT or 8000)")
     serve.set_defaults(func=_serve)
+    model = commands.add_parser(
+        "model", help="serve the demo model as an OpenAI-compatible API (/v1/chat/completions)"
+    )
+    model.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    model.add_argument("--port", type=int, default=8001, help="port to listen on (8001)")
+    model.add_argument("--busy", type=int, metavar="SECONDS",
+                       help="answer every completion 429 with this Retry-After ($MODEL_BUSY)")
+    model.set_defaults(func=_model)
     if tools_installed():
         from .tools import compare, stack_cli
         from .tools.bench import cli as bench

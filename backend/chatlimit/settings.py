@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from limits import RateLimitItem
 from limits.util import parse_many
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .strategies import NAMES as STRATEGY_NAMES
@@ -51,6 +51,17 @@ ACCEPTS = {
     "metrics": "on or off",
     "rate_limit_mode": "enforce or shadow",
     "log_format": "text or json",
+    "llm_base_url": "empty (the built-in demo model) or an OpenAI-compatible API's base URL, "
+    "e.g. http://127.0.0.1:8001/v1 or https://router.huggingface.co/v1",
+    "llm_model": "a model name of 1 to 200 characters, e.g. chatlimit-demo",
+    "llm_api_key": "the upstream's API key (a secret; empty when the server needs none)",
+    "llm_max_tokens": "a number of tokens from 1 to 32768",
+    "llm_timeout": "seconds greater than 0 and at most 600, e.g. 30",
+    "llm_system_prompt": "a text of at most 4000 characters (empty: none)",
+    "llm_context_turns": "a number of earlier turns from 0 to 12 (what /chat accepts)",
+    "model_token_delay_ms": "milliseconds from 0 to 5000 between streamed tokens",
+    "model_busy": "0, or the Retry-After in seconds (1 to 3600) of the 429 that `chatlimit "
+    "model` then answers to every completion",
 }
 
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
@@ -103,6 +114,26 @@ class Settings(BaseSettings):
     # shadow: count and report every refusal (metrics, X-RateLimit-Shadow, a log line) but
     # refuse nothing, to try a limit before enforcing it.
     rate_limit_mode: Literal["enforce", "shadow"] = "enforce"
+    # The model behind /chat (model/backends.py). Empty base URL: the in-process demo model.
+    llm_base_url: str = ""
+    llm_model: str = Field(default="chatlimit-demo", min_length=1, max_length=200)
+    # A secret: SecretStr keeps it out of reprs and errors; nothing logs or shows it.
+    llm_api_key: SecretStr = SecretStr("")
+    llm_max_tokens: int = Field(default=256, ge=1, le=32768)
+    # Both the wait for the first token and the longest silence mid-stream.
+    llm_timeout: float = Field(default=30.0, gt=0, le=600)
+    llm_system_prompt: str = Field(
+        default="You are the assistant of chatlimit, a demo chat whose messages are rate "
+        "limited. Answer briefly.",
+        max_length=4000,
+    )
+    # Earlier turns the page sends that are forwarded upstream, at most (the prompt's cost).
+    llm_context_turns: int = Field(default=6, ge=0, le=12)
+    # The demo model's pace when streaming (in process and `chatlimit model`).
+    model_token_delay_ms: int = Field(default=30, ge=0, le=5000)
+    # `chatlimit model` only: answer every completion with 429 and this Retry-After (0: never),
+    # so the app's 503 upstream_busy can be seen against a real process.
+    model_busy: int = Field(default=0, ge=0, le=3600)
 
     @model_validator(mode="before")
     @classmethod
@@ -139,6 +170,14 @@ class Settings(BaseSettings):
                 raise ValueError("a multiple must be at least 1x")
             return value
         parse_many(value)
+        return value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError("not an http(s) URL")
         return value
 
     @field_validator("trusted_proxies", mode="before")
@@ -249,6 +288,8 @@ def load_settings(**overrides: object) -> Settings:
         field = str(error["loc"][0]) if error["loc"] else "settings"
         raw = error.get("input")
         shown = mask_uri(raw) if isinstance(raw, str) else raw
+        if field == "llm_api_key":
+            shown = "***"
         variable = field.upper()
         accepts = ACCEPTS.get(field, "a valid value")
         raise SettingsError(f"{variable}={shown!r} is invalid: accepts {accepts}") from None

@@ -49,6 +49,7 @@ def test_info_describes_the_instance_and_masks_the_password(make_client: ClientF
         "limits": ["3 per 1 minute", "20 per 1 hour"],
         "enabled": True,
         "fail_mode": "open",
+        "model": {"kind": "demo", "name": "chatlimit-demo", "base_url": "", "max_tokens": 256},
     }
 
 

@@ -8,6 +8,7 @@ run is what is tested.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 INSTALL_HINTS = {
     "redis-server": "install it with: sudo apt-get install redis-server",
@@ -309,6 +311,63 @@ class ServedApp:
         return self.process.stop(timeout=15)
 
     def __enter__(self) -> ServedApp:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ModelServer:
+    """`chatlimit model` (the demo model, OpenAI-compatible) on a free loopback port.
+    Ready when /v1/models answers; `api_url` is what LLM_BASE_URL takes."""
+
+    def __init__(
+        self, workdir: Path, name: str = "model", *, port: int | None = None,
+        die_with_parent: bool = False, **env: str,
+    ) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_url = f"{self.url}/v1"
+        environ = dict(os.environ)
+        environ.update({k.upper(): v for k, v in env.items()})
+        self.process = Process(
+            name, chatlimit_argv("model", "--host", "127.0.0.1", "--port", str(self.port)),
+            workdir / f"{name}.log", env=environ, cwd=workdir, die_with_parent=die_with_parent,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def start(self, timeout: float = 30.0) -> ModelServer:
+        self.process.start()
+        wait_until(self._ready, timeout=timeout, what=f"chatlimit model on {self.port}")
+        return self
+
+    def _ready(self) -> bool:
+        if not self.process.alive():
+            raise RuntimeError(f"chatlimit model exited:\n{self.process.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/models", timeout=1) as answer:
+                return int(answer.status) == 200
+        except OSError:
+            return False
+
+    def ledger(self) -> dict[str, Any]:
+        """GET /v1/ledger: the tokens generated per user."""
+        with urllib.request.urlopen(f"{self.api_url}/ledger", timeout=5) as answer:
+            data: dict[str, Any] = json.load(answer)
+            return data
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def stop(self) -> int | None:
+        self.process.signal(signal.SIGCONT)  # a frozen server would ignore SIGTERM
+        return self.process.stop(timeout=10)
+
+    def __enter__(self) -> ModelServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

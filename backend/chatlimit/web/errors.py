@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..limiter import decision_of
 from ..limiter.headers import header_dict
+from ..model import UpstreamError
 from ..storage import StorageUnavailable, ceil_seconds
 
 log = logging.getLogger("chatlimit.errors")
@@ -99,9 +100,24 @@ async def storage_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def upstream_failed(request: Request, exc: Exception) -> Response:
+    """The model failed before its first token: 502, 503 (its own 429) or 504, never a 500.
+    The request was counted, so the rate-limit headers come along."""
+    assert isinstance(exc, UpstreamError)
+    decision = decision_of(request)
+    headers = header_dict(decision) if decision else {}
+    extra: dict[str, Any] = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+        extra["retry_after"] = exc.retry_after
+    log.warning("upstream %s: %s", exc.code, exc.detail)
+    return error_response(exc.status, exc.detail, code=exc.code, headers=headers, **extra)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_failed)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RateLimitExceeded, rate_limited)
     app.add_exception_handler(StorageUnavailable, storage_unavailable)
+    app.add_exception_handler(UpstreamError, upstream_failed)
 

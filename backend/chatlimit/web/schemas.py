@@ -26,6 +26,17 @@ def _message_schema(schema: dict[str, Any]) -> None:
     schema["pattern"] = MESSAGE_PATTERN
 
 
+class TurnBody(BaseModel):
+    """An earlier turn of the conversation, as the page remembers it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["user", "assistant"]
+    # No maxLength: the server cuts each turn (model/conversation.py), and MAX_BODY_BYTES
+    # bounds the whole body anyway.
+    content: str
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -34,6 +45,11 @@ class ChatRequest(BaseModel):
         "line breaks",
         # What the constraints and the validator enforce, so the OpenAPI schema is exact.
         json_schema_extra=_message_schema,
+    )
+    history: list[TurnBody] = Field(
+        default=[], max_length=12,
+        description="earlier turns, oldest first; the server forwards the last "
+        "LLM_CONTEXT_TURNS of them",
     )
 
     @field_validator("message")
@@ -50,10 +66,19 @@ class QuotaBody(BaseModel):
     reset_after: int = Field(description="seconds until the quota next grows")
 
 
+class UsageBody(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    reported: bool = Field(description="false when the upstream sent no usage and the "
+                           "completion tokens are the chunks counted")
+
+
 class ChatResponse(BaseModel):
     reply: str
     served_by: str
     quota: QuotaBody | None
+    usage: UsageBody
 
 
 class ErrorBody(BaseModel):
@@ -77,6 +102,14 @@ class StorageInfo(BaseModel):
     uri: str = Field(description="the storage URI with any password masked")
 
 
+class ModelInfo(BaseModel):
+    kind: Literal["demo", "openai-compatible"]
+    name: str
+    base_url: str = Field(description="empty for the in-process demo model; any password "
+                          "masked. The API key is never shown.")
+    max_tokens: int
+
+
 class InfoResponse(BaseModel):
     instance: str
     mode: Literal["single", "scaled"]
@@ -87,6 +120,7 @@ class InfoResponse(BaseModel):
     limits: list[str]
     enabled: bool
     fail_mode: str
+    model: ModelInfo
 
 
 class StatsSeries(BaseModel):

@@ -8,10 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from ...bot import reply_to
 from ...limiter import ChatLimiter, decision_of
 from ...limiter.headers import raw_headers
 from ...limiter.identity import make_address_key_func
+from ...model import ChatModel, Turn, conversation
 from ...settings import Settings
 from ..schemas import (
     ChatRequest,
@@ -20,7 +20,9 @@ from ..schemas import (
     QuotaBody,
     QuotaResponse,
     RateLimitedBody,
+    UsageBody,
 )
+from ..sse import event_stream, wants_event_stream
 
 
 async def require_json(request: Request) -> None:
@@ -42,7 +44,9 @@ def _unlimited(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def build_router(limiter: ChatLimiter, settings: Settings) -> APIRouter:
+def build_router(
+    limiter: ChatLimiter, settings: Settings, model: ChatModel, user_key: Callable[[Request], str]
+) -> APIRouter:
     router = APIRouter(tags=["chat"])
     # RATE_LIMIT_PER_ADDRESS: one address cannot mint quotas by rotating its User-Agent.
     per_address: Callable[[Callable[..., Any]], Callable[..., Any]] = (
@@ -62,18 +66,36 @@ def build_router(limiter: ChatLimiter, settings: Settings) -> APIRouter:
             415: {"model": ErrorBody},
             422: {"model": ErrorBody},
             429: {"model": RateLimitedBody},
+            502: {"model": ErrorBody},
             503: {"model": ErrorBody},
+            504: {"model": ErrorBody},
         },
     )
     @per_address
     @limiter.limit(settings.rate_limit)
     async def chat(request: Request, response: Response, body: ChatRequest) -> ChatResponse:
-        """Send a message and get a reply; each accepted message costs one request of quota."""
+        """Send a message and get the model's reply, as JSON or (Accept: text/event-stream)
+        streamed; each accepted message costs one request of quota."""
+        # The limit has been decided by now (the decorators): a refused request never gets here,
+        # so it never reaches the model.
         decision = decision_of(request)
+        quota = decision.quota.as_dict() if decision else None
+        turns = conversation(
+            body.message, [Turn(t.role, t.content) for t in body.history],
+            system_prompt=settings.llm_system_prompt, max_turns=settings.llm_context_turns,
+        )
+        streaming = wants_event_stream(request)
+        reply = await model.open(turns, user=user_key(request),
+                                 max_tokens=settings.llm_max_tokens, stream=streaming)
+        if streaming:
+            meta = {"served_by": settings.instance_name, "quota": quota}
+            return event_stream(reply, meta, response.raw_headers)  # type: ignore[return-value]
+        await reply.collect()  # a cut mid-way raises: 502 upstream_cut
         return ChatResponse(
-            reply=reply_to(body.message),
+            reply=reply.text,
             served_by=settings.instance_name,
-            quota=QuotaBody(**decision.quota.as_dict()) if decision else None,
+            quota=QuotaBody(**quota) if quota else None,
+            usage=UsageBody(**reply.settled_usage().as_dict()),
         )
 
     @router.get("/api/quota", responses={503: {"model": ErrorBody}})

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from ...uri import mask_uri
 from ..deps import LimiterDep, SettingsDep
-from ..schemas import HealthResponse, InfoResponse, StorageInfo
+from ..schemas import HealthResponse, InfoResponse, ModelInfo, StorageInfo
 
 router = APIRouter(tags=["health"])
 
@@ -42,4 +43,10 @@ async def info(settings: SettingsDep) -> InfoResponse:
         limits=[str(item) for item in settings.limits],
         enabled=settings.rate_limit_enabled,
         fail_mode=settings.fail_mode,
+        model=ModelInfo(
+            kind="openai-compatible" if settings.llm_base_url else "demo",
+            name=settings.llm_model if settings.llm_base_url else "chatlimit-demo",
+            base_url=mask_uri(settings.llm_base_url),
+            max_tokens=settings.llm_max_tokens,
+        ),
     )
