@@ -34,6 +34,64 @@ export function postChat(message) {
   });
 }
 
+// POST /chat as Server-Sent Events. on.meta(data) and on.delta(text) are called as events
+// arrive; the promise settles when the reply ends, with {ok, status, body, servedBy, outcome}:
+// outcome "done" (body: the done event), "error" (body: the error event, the stream was cut),
+// "stopped" (the signal aborted it: fetch closes the connection, the server stops the model),
+// "dropped" (the connection broke without an end event). A refusal before the stream (429,
+// 502, 503, 504, ...) is an ordinary answer of request()'s shape with outcome "refused".
+export async function streamChat(message, history, on, signal) {
+  let res;
+  const timer = window.setTimeout(() => on.abort && on.abort(), TIMEOUT_MS);
+  try {
+    res = await fetch("/chat", {
+      method: "POST", cache: "no-store", signal,
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify({ message, history }),
+    });
+  } catch (err) {
+    const aborted = err && err.name === "AbortError";
+    return { ok: false, status: 0, body: null, servedBy: "", outcome: aborted ? "stopped" : "refused",
+             failure: "network" };
+  } finally {
+    window.clearTimeout(timer);
+  }
+  const servedBy = res.headers.get("x-served-by") || "";
+  if (!(res.headers.get("content-type") || "").startsWith("text/event-stream")) {
+    let body = null;
+    try { body = await res.json(); } catch (_) { body = null; }
+    return { ok: false, status: res.status, statusText: res.statusText, body, servedBy, outcome: "refused" };
+  }
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        let data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) name = line.slice(7);
+          else if (line.startsWith("data: ")) data += line.slice(6);
+        }
+        const parsed = data ? JSON.parse(data) : {};
+        if (name === "meta") on.meta(parsed);
+        else if (name === "delta") on.delta(parsed.text || "");
+        else if (name === "done") return { ok: true, status: res.status, body: parsed, servedBy, outcome: "done" };
+        else if (name === "error") return { ok: false, status: res.status, body: parsed, servedBy, outcome: "error" };
+      }
+    }
+  } catch (err) {
+    if (err && err.name === "AbortError") return { ok: false, status: res.status, body: null, servedBy, outcome: "stopped" };
+  }
+  return { ok: false, status: res.status, body: null, servedBy, outcome: signal && signal.aborted ? "stopped" : "dropped" };
+}
+
 // One sentence for any failed answer; error bodies are {"error", "detail"}.
 export function describe(res) {
   if (res.status === 0) {

@@ -2,7 +2,7 @@
 // banner, and the wiring of the quota, Burst and per-replica panels (quota.js, burst.js,
 // replicas.js). Every string from the server or the user goes in with textContent.
 
-import { describe, postChat, request } from "./api.js";
+import { describe, request, streamChat } from "./api.js";
 import { burst } from "./burst.js";
 import { $, announcer, badge as makeBadge, make } from "./dom.js";
 import { Quota } from "./quota.js";
@@ -11,14 +11,16 @@ import { showReplicaViews } from "./replicas.js";
 const PROBE_MS = 3000;
 const HINT = $("message-hint").textContent;
 const ui = {
-  form: $("chat-form"), input: $("message"), send: $("send"), hint: $("message-hint"),
+  form: $("chat-form"), input: $("message"), send: $("send"), stop: $("stop"), hint: $("message-hint"),
   list: $("messages"), empty: $("empty"),
   notice: $("notice"), noticeText: $("notice-text"), noticeDismiss: $("notice-dismiss"),
   modeKind: $("mode-kind"), modeStorage: $("mode-storage"), modeStrategy: $("mode-strategy"),
   modeLimit: $("mode-limit"), modeNote: $("mode-note"),
   burstForm: $("burst-form"), burstCount: $("burst-count"), replicas: $("replicas"),
 };
-const state = { info: null, busy: false, probe: 0 };
+// history: the conversation so far, sent with each message (the server keeps the last few).
+const state = { info: null, busy: false, probe: 0, history: [], controller: null };
+const HISTORY_SENT = 12;
 const announce = announcer($("announcer"));
 const scaled = () => Boolean(state.info && state.info.mode === "scaled");
 const limiting = () => !state.info || state.info.enabled;
@@ -98,6 +100,9 @@ function refreshReplicas() {
 
 function updateSend() {
   ui.send.disabled = state.busy || quota.blocked;
+  // The composer is closed while a reply streams; Stop is the one thing to press then.
+  ui.input.disabled = state.busy;
+  ui.stop.hidden = !state.busy;
 }
 
 function addMessage(item) {
@@ -114,12 +119,23 @@ function mine(text) {
   return meta;
 }
 
-function reply(text, servedBy) {
+// A reply that fills in as its tokens arrive. Text goes in with textContent, never as HTML.
+function reply(servedBy) {
   const meta = make("p", "msg-meta");
   meta.append(make("span", "visually-hidden", "Reply from "), badge(servedBy || "unknown"));
-  const item = make("li", "msg msg-bot");
-  item.append(meta, make("p", "msg-text", text));
+  const body = make("p", "msg-text", "");
+  const item = make("li", "msg msg-bot msg-streaming");
+  item.append(meta, body);
   addMessage(item);
+  return {
+    item,
+    add(text) { body.textContent += text; item.scrollIntoView({ block: "nearest" }); },
+    end(note) {
+      item.classList.remove("msg-streaming");
+      if (note) { item.classList.add("msg-cut"); item.append(make("p", "msg-meta msg-ended", note)); }
+    },
+    text: () => body.textContent,
+  };
 }
 
 async function send() {
@@ -136,13 +152,34 @@ async function send() {
   updateSend();
   const meta = mine(text);
   ui.input.value = "";
-  const res = await postChat(text);
+  const history = state.history.slice(-HISTORY_SENT);
+  let shown = null;
+  state.controller = new AbortController();
+  const res = await streamChat(text, history, {
+    meta(data) {
+      meta.textContent = "Sent";
+      shown = reply(data.served_by || "");
+      quota.set(data.quota, data.served_by, scaled(), limiting());
+    },
+    delta(piece) { if (shown) shown.add(piece); },
+    abort() { state.controller.abort(); },
+  }, state.controller.signal);
+  state.controller = null;
   state.busy = false;
-  if (res.ok && res.body) {
-    meta.textContent = "Sent";
-    reply(res.body.reply, res.body.served_by || res.servedBy);
-    quota.set(res.body.quota, res.body.served_by || res.servedBy, scaled(), limiting());
+  if (shown) {
+    // Whatever arrived stays, even when the reply ended early; the page says how it ended.
+    const notes = {
+      done: "",
+      stopped: "Stopped: you ended this reply.",
+      error: `Cut off: ${(res.body && res.body.detail) || "the model stopped mid-reply."}`,
+      dropped: "Cut off: the connection dropped mid-reply.",
+    };
+    shown.end(notes[res.outcome] || "");
+    state.history.push({ role: "user", content: text }, { role: "assistant", content: shown.text() });
+    if (res.outcome === "done") quota.set(res.body.quota, res.servedBy, scaled(), limiting());
     succeeded();
+  } else if (res.outcome === "stopped") {
+    meta.textContent = "Stopped before the reply began.";
   } else {
     // Nothing typed is lost: the message goes back into the box.
     meta.classList.add("msg-failed");
@@ -173,6 +210,7 @@ ui.input.addEventListener("keydown", (event) => {
   send();
 });
 ui.input.addEventListener("input", () => { ui.hint.textContent = HINT; });
+ui.stop.addEventListener("click", () => { if (state.controller) state.controller.abort(); });
 
 const burstUi = {
   button: $("burst"), summary: $("burst-summary"), table: $("burst-table"), rows: $("burst-rows"),

@@ -45,12 +45,13 @@ class ChatPage:
         return self
 
     def send(self, text: str) -> Locator:
-        """Type a message, press Enter, and wait for its reply; returns the reply."""
+        """Type a message, press Enter, and wait for its reply to finish streaming; returns it."""
         before = self.replies.count()
         self.message.fill(text)
         self.message.press("Enter")
         reply = self.replies.nth(before)
         expect(reply).to_be_visible()
+        expect(reply).not_to_have_class(re.compile(r"\bmsg-streaming\b"))
         return reply
 
     def badges(self) -> list[str]:

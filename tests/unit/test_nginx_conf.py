@@ -25,13 +25,20 @@ def test_three_replicas_change_only_server_addresses_listen_port_and_paths() -> 
         body = line[1:]
         assert any(part in body for part in ("app-1:7860", "app-2:7860", "app-3:7860",
                                              "127.0.0.1:900", "listen ", "/tmp/nginx",
-                                             "/work/dir/nginx")), line
+                                             "/work/dir/nginx", "model:8001", "127.0.0.1:9;")), line
     assert "listen 127.0.0.1:18080;" in rendered
     assert "pid /work/dir/nginx.pid;" in rendered
     config = "\n".join(line for line in rendered.splitlines() if not line.lstrip().startswith("#"))
     assert "/tmp/" not in config
     assert ":7860" not in config
     assert "user " not in rendered
+    assert ":8001" not in config  # no demo model given: the ledger route leads nowhere
+
+
+def test_the_model_ledger_route_goes_to_the_model_given() -> None:
+    rendered = render(template_text(), THREE, 18080, Path("/w"), model="127.0.0.1:48001")
+    assert "upstream model { server 127.0.0.1:48001; }" in rendered
+    assert "proxy_buffering off;" in rendered  # /chat streams
 
 
 @pytest.mark.parametrize("count", [1, 2, 5])

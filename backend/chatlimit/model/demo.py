@@ -16,7 +16,7 @@ from .conversation import Turn
 
 _TOPICS: list[tuple[tuple[str, ...], str]] = [
     (("hello", "hi", "hey", "good morning", "good evening"),
-     "Hello! I'm the chatlimit demo model. Every message you send costs one request from your quota, and every word I stream back is a token on the model's bill."),
+     "Hello! I'm the chatlimit demo bot. Every message you send costs one request from your quota."),
     (("redis",),
      "Redis keeps one shared counter per user, so every replica sees the same count and the limit holds."),
     (("memory", "in-memory"),

@@ -16,6 +16,10 @@ from pathlib import Path
 TEMPLATE_NAMES = ("app-1", "app-2", "app-3")
 TEMPLATE_PORT = 7860
 LISTEN = "listen 8080;"
+MODEL = "server model:8001;"
+# Where the ledger route goes when no demo model runs (LLM_BASE_URL elsewhere): nothing
+# listens there, so it answers nginx's 502 JSON rather than failing nginx's start-up.
+NO_MODEL = "127.0.0.1:9"
 PATH_PREFIX = "/tmp/nginx"
 
 _ALTERNATION = "(" + "|".join(TEMPLATE_NAMES) + ")"
@@ -39,11 +43,13 @@ def render(
     *,
     listen_host: str = "127.0.0.1",
     user: str | None = None,
+    model: str | None = None,
 ) -> str:
     """The template with replicas `upstreams` ({name: "host:port"}), listening on
     listen_host:listen_port, keeping its pid and temp files under `workdir`.
 
-    `user` adds a `user` directive (only this rendered copy): nginx started as root switches
+    `model` is the demo model's host:port (the ledger route). `user` adds a `user` directive
+    (only this rendered copy): nginx started as root switches
     its workers to `nobody`, who cannot enter a private workdir for request-body temp files.
     """
     if not upstreams:
@@ -59,6 +65,9 @@ def render(
 
     text = _expand_replicas(template, upstreams)
     text = _replace_once(text, LISTEN, f"listen {listen_host}:{listen_port};")
+    if model is not None and not _ADDRESS.fullmatch(model):
+        raise ValueError(f"model address {model!r}: use host:port")
+    text = _replace_once(text, MODEL, f"server {model or NO_MODEL};")
     if PATH_PREFIX not in text:
         raise ValueError(f"template has no {PATH_PREFIX}* paths to move")
     text = text.replace(PATH_PREFIX, f"{directory.rstrip('/')}/nginx")

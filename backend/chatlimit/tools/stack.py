@@ -16,7 +16,15 @@ from typing import Literal
 import httpx
 
 from . import nginx_conf
-from .processes import Process, RedisServer, chatlimit_argv, find_binary, free_port, wait_until
+from .processes import (
+    ModelServer,
+    Process,
+    RedisServer,
+    chatlimit_argv,
+    find_binary,
+    free_port,
+    wait_until,
+)
 from .prometheus import PrometheusServer
 
 Storage = Literal["redis", "memory"]
@@ -28,7 +36,8 @@ class StackError(RuntimeError):
 
 
 class LocalStack:
-    """Redis (unless memory, or one is given), replicas app-1..app-N, nginx in front of them."""
+    """Redis (unless memory, or one is given), the demo model (unless LLM_BASE_URL names
+    another), replicas app-1..app-N, nginx in front of them."""
 
     def __init__(
         self,
@@ -64,6 +73,9 @@ class LocalStack:
             redis = RedisServer(workdir, appendonly=True)
             redis.process.die_with_parent = die_with_parent
         self.redis: RedisServer | None = redis
+        # Like a deployment pointing its replicas at vLLM: one model server behind them all.
+        external = self.env.get("LLM_BASE_URL", os.environ.get("LLM_BASE_URL", ""))
+        self.model = None if external else ModelServer(workdir, die_with_parent=die_with_parent)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.names = [f"app-{i}" for i in range(1, replicas + 1)]
@@ -96,6 +108,7 @@ class LocalStack:
             "INSTANCE_NAME": name,
             "REPLICA_NAMES": ",".join(self.names),
             "STORAGE_URI": self.storage_uri,
+            **({"LLM_BASE_URL": self.model.api_url} if self.model is not None else {}),
             # nginx runs on loopback: its X-Forwarded-For is the only one believed.
             "TRUSTED_PROXIES": "127.0.0.1",
             "HOST": "127.0.0.1",
@@ -113,6 +126,11 @@ class LocalStack:
         try:
             if self._owns_redis and self.redis is not None:
                 self.redis.start()
+            if self.model is not None:
+                try:
+                    self.model.start(timeout=START_TIMEOUT)
+                except (RuntimeError, TimeoutError) as exc:
+                    raise StackError(str(exc)) from None
             for process in self.replicas.values():
                 process.start()
             for name in self.names:
@@ -135,7 +153,8 @@ class LocalStack:
         user = "root" if os.geteuid() == 0 else None
         self.conf_path.write_text(
             nginx_conf.render(nginx_conf.template_text(), upstreams, self.port, self.workdir,
-                              user=user),
+                              user=user,
+                              model=f"127.0.0.1:{self.model.port}" if self.model else None),
             encoding="utf-8",
         )
         self.nginx.start()
@@ -181,6 +200,9 @@ class LocalStack:
             process.signal(signal.SIGTERM)  # all at once, then wait for each
         for process in self.replicas.values():
             _reap(process)
+        if self.model is not None:
+            self.model.process.signal(signal.SIGCONT)  # a test may have frozen it
+            _reap(self.model.process)
         if self._owns_redis and self.redis is not None:
             _reap(self.redis.process)
 
@@ -191,6 +213,8 @@ class LocalStack:
             processes.append(self.prometheus.process)
         if self._owns_redis and self.redis is not None:
             processes.append(self.redis.process)
+        if self.model is not None:
+            processes.append(self.model.process)
         return [p.pid for p in processes if p.alive()]
 
     def __enter__(self) -> LocalStack:

@@ -116,6 +116,9 @@ def run_cluster(args: argparse.Namespace) -> int:
         print(f"replicas: {', '.join(cluster.names)} (each at {cluster.url}/replica/<name>/)",
               flush=True)
         print(f"storage: {storage}", flush=True)
+        if cluster.model is not None:
+            print(f"model: chatlimit model at {cluster.model.api_url} "
+                  f"(its ledger at {cluster.url}/model/v1/ledger)", flush=True)
         print("metrics: " + ", ".join(f"{url}/metrics" for url in cluster.replica_urls.values())
               + " (each replica directly; not through nginx)", flush=True)
         if cluster.prometheus is not None:
