@@ -370,8 +370,10 @@ def test_chatlimit_cluster_shows_the_guides_six_requests_and_leaves_no_process_a
         assert "app-1, app-2, app-3" in banner
         assert f"({storage}) behind nginx" in banner
         children = descendants(cluster.pid)
-        # redis-server (unless memory), three replicas, nginx's master and its worker.
-        assert len(children) == (6 if storage == "redis" else 5)
+        # redis-server (unless memory), `chatlimit model`, three replicas, nginx's master and
+        # its worker.
+        assert len(children) == (7 if storage == "redis" else 6)
+        assert "model: chatlimit model at http://127.0.0.1:" in banner
 
         run = subprocess.run(
             [sys.executable, "-m", "chatlimit", "compare", url, "--expect", expect],
@@ -401,7 +403,7 @@ def test_chatlimit_cluster_killed_outright_still_takes_its_processes_with_it() -
     try:
         _read_until(cluster, "Ctrl-C")
         children = descendants(cluster.pid)
-        assert len(children) == 6
+        assert len(children) == 7  # redis, the model, three replicas, nginx and its worker
         cluster.kill()  # SIGKILL: no clean-up code runs in the launcher
         cluster.wait()
         # The children get SIGTERM from the kernel (PR_SET_PDEATHSIG) and exit by themselves.
