@@ -52,10 +52,13 @@ class LocalStack:
         prometheus: bool = False,
         prometheus_port: int | None = None,
         scrape_interval: str = "5s",
+        model: bool = True,
     ) -> None:
         """die_with_parent: the children get SIGTERM if this process dies without stopping
         them (`chatlimit cluster`, the test fixture); start from the main thread then.
-        prometheus: also run a Prometheus scraping each replica's /metrics directly."""
+        prometheus: also run a Prometheus scraping each replica's /metrics directly.
+        model: run `chatlimit model` behind the replicas (False: each uses the in-process demo
+        model, as `chatlimit bench` does to measure the limiter alone)."""
         if replicas < 1:
             raise ValueError("replicas must be at least 1")
         if storage not in ("redis", "memory"):
@@ -75,7 +78,8 @@ class LocalStack:
         self.redis: RedisServer | None = redis
         # Like a deployment pointing its replicas at vLLM: one model server behind them all.
         external = self.env.get("LLM_BASE_URL", os.environ.get("LLM_BASE_URL", ""))
-        self.model = None if external else ModelServer(workdir, die_with_parent=die_with_parent)
+        self.model = None if external or not model else ModelServer(
+            workdir, die_with_parent=die_with_parent)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.names = [f"app-{i}" for i in range(1, replicas + 1)]

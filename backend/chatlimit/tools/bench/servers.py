@@ -102,6 +102,9 @@ def _start_cluster(variant: Variant, workdir: Path, redis: RedisServer) -> None:
         storage="redis",
         env=variant.env(),
         redis=redis,
+        # The limiter's cost is measured, not a model's: replicas answer with the in-process
+        # demo model, as the single-process variants do.
+        model=False,
     )
     variant.stoppers.append(cluster.stop)
     cluster.start()
