@@ -20,6 +20,9 @@ from chatlimit.tools.stack import LocalStack as Cluster
 
 from .support import ClientFactory, make_settings, missing
 
+# slowapi's own tests, vendored: tests/unit/test_slowapi_peer.py runs them from a copy.
+collect_ignore = ["peer"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests run last. pytest-playwright's sync API keeps an event loop running in the

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from . import __version__
-from .limiter import Breaker, ChatLimiter
+from .limiter import Breaker, Limiter
 from .limiter.headers import EXPOSED
 from .limiter.identity import make_key_func
 from .model import model_for
@@ -56,11 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) if settings.metrics_enabled else None
     observer = Observer(metrics, shadow=settings.shadow)
     user_key = make_key_func(settings.trusted_proxies)
-    limiter = ChatLimiter(
+    limiter = Limiter(
         key_func=user_key,
-        breaker=Breaker(counter, fallback, settings.fail_mode, observer),
         strategy=strategy,
+        headers_enabled=True,
         enabled=settings.rate_limit_enabled,
+        # Keys name the route function ("chat"), not its path.
+        key_style="endpoint",
+        breaker=Breaker(counter, fallback, settings.fail_mode, observer),
         shadow=settings.shadow,
         observer=observer,
     )

@@ -1,12 +1,15 @@
 """The limiter: decides whether a request may pass, never writes HTTP.
 
-The slowapi integration and per-route plans (core.py), the fail-mode breaker (breaker.py), the
-rate-limit headers (headers.py), who is asking (identity.py) and the storage keys (keys.py).
+`Limiter`, a drop-in for slowapi's that counts every limit of a request in one awaited call
+(core.py; `ChatLimiter` is its former name), slowapi's limit options resolved per request
+(rules.py), the hooks slowapi's middlewares call (slowapi_surface.py), the fail-mode breaker
+(breaker.py), the rate-limit headers (headers.py), who is asking (identity.py) and the
+storage keys (keys.py).
 """
 
 from __future__ import annotations
 
 from .breaker import Breaker
-from .core import ChatLimiter, Decision, decision_of, route_name
+from .core import ChatLimiter, Decision, Limiter, decision_of, route_name
 
-__all__ = ["Breaker", "ChatLimiter", "Decision", "decision_of", "route_name"]
+__all__ = ["Breaker", "ChatLimiter", "Decision", "Limiter", "decision_of", "route_name"]

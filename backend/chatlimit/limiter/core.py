@@ -1,41 +1,54 @@
-"""slowapi, configured explicitly: the limiter that decides, never writes HTTP.
+"""chatlimit's Limiter: slowapi's Limiter, async and whole; it decides, never writes HTTP.
 
-slowapi keeps its public surface: the `@limiter.limit("3/minute")` decorator, limit strings,
-the key function and `RateLimitExceeded`. What changes is where the counting runs: slowapi
-0.1.x calls the synchronous `limits` storage from inside async routes (blocking the event loop
-on every Redis round trip) and spends two more round trips on the headers. ChatLimiter awaits
-one atomic Counter step per request instead and reuses its answer for the headers.
-Its outcome travels as one typed Decision on `request.state.rate_limit`.
+It takes slowapi's constructor arguments and decorators (`limit`, `shared_limit`, `exempt`,
+dynamic limits, `cost`, `exempt_when`, default and application limits) and keeps slowapi's
+public surface: limit strings, key functions, `RateLimitExceeded`. What changes is how it
+counts: slowapi 0.1.x calls the synchronous `limits` storage from inside async routes
+(blocking the event loop on every Redis round trip), once per limit plus two more round trips
+for the headers. This Limiter awaits every async callable and counts all of a request's limits
+in one atomic Counter step (one Redis round trip), whose answer also gives the headers. Its
+outcome travels as one typed Decision on `request.state.rate_limit`. What it deliberately does
+differently is refused at construction with one sentence, or listed in
+docs/slowapi-compatibility.md.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+import logging
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from limits import RateLimitItem
-from slowapi import Limiter
+from limits.errors import ConfigurationError
+from slowapi import Limiter as SlowapiLimiter
 from slowapi.errors import RateLimitExceeded
-from slowapi.wrappers import Limit
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..observe import Observer
-from ..storage import Quota, Verdict
+from ..storage import MemoryCounter, Quota, Verdict, counter_for
+from ..strategies import STRATEGIES
+from ..uri import parse_storage_uri
 from .breaker import Breaker
-from .headers import policy_header, raw_headers
+from .headers import policy_header
 from .keys import key_for, key_suffix
+from .rules import Charge, LimitValue, Rule, charges
+from .slowapi_surface import SlowapiSurface
 
+# Handed to stock slowapi (RATE_LIMIT_ENGINE=slowapi) so that it reads no .env file.
 EMPTY_CONFIG = Path(str(resources.files("chatlimit.limiter"))) / "slowapi.env"
+STORAGE_OPTIONS = ("connect_timeout", "socket_timeout", "memory_max_keys")
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What the limiter decided for one request: the verdict over all of the route's limits,
+    """What the limiter decided for one request: the verdict over all of the request's limits,
     and the one limit its quota and headers describe."""
 
     verdict: Verdict
@@ -62,9 +75,8 @@ def route_name(func: Callable[..., Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """What a route's check needs besides the request, worked out once per route."""
+    """What counting a set of limits needs besides the request, worked out once per set."""
 
-    limits: tuple[Limit, ...]
     items: tuple[RateLimitItem, ...]
     suffixes: tuple[str, ...]  # storage key suffix per limit
     ceiling: tuple[bool, ...]  # which limits are per-address ceilings
@@ -72,73 +84,119 @@ class _Plan:
     own: tuple[int, ...]  # indices of the caller's own limits
 
 
-class ChatLimiter(Limiter):
-    """slowapi's Limiter whose checks are awaited on an async, fail-mode guarded Counter."""
+class Limiter(SlowapiSurface, SlowapiLimiter):
+    """slowapi's Limiter whose checks are awaited on an async, fail-mode guarded Counter.
+
+    Subclasses slowapi's class so that `isinstance` checks and slowapi's middlewares accept
+    it, but builds none of its synchronous `limits` storage: slowapi's own __init__ is not run.
+    """
 
     def __init__(
         self,
-        *,
-        key_func: Callable[[Request], str],
-        breaker: Breaker,
-        strategy: str,
+        key_func: Callable[..., Any],
+        default_limits: Sequence[LimitValue] = (),
+        application_limits: Sequence[LimitValue] = (),
+        headers_enabled: bool = False,
+        strategy: str | None = None,
+        storage_uri: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        auto_check: bool = True,
+        swallow_errors: bool = False,
+        in_memory_fallback: Sequence[LimitValue] = (),
+        in_memory_fallback_enabled: bool = False,
+        retry_after: str | None = None,
+        key_prefix: str = "",
         enabled: bool = True,
+        config_filename: str | None = None,
+        key_style: Literal["endpoint", "url"] = "url",
+        headers_name_mapping: dict[str, str] | None = None,
+        *,
+        breaker: Breaker | None = None,
         shadow: bool = False,
         observer: Observer | None = None,
     ) -> None:
-        # Every option is passed in code. An empty config file and get_app_config below keep
-        # slowapi from reading RATELIMIT_* variables or a .env file on its own.
-        # slowapi's own storage stays memory:// and unused: counting belongs to `counter`.
-        super().__init__(
-            key_func=key_func,
-            strategy=strategy,
-            storage_uri="memory://",
-            headers_enabled=False,
-            enabled=enabled,
-            swallow_errors=False,
-            in_memory_fallback_enabled=False,
-            config_filename=str(EMPTY_CONFIG),
-        )
+        if config_filename is not None:
+            raise ConfigurationError("chatlimit's Limiter reads no configuration file: pass "
+                                     "every option to Limiter(...) in code.")
+        if in_memory_fallback:
+            raise ConfigurationError("in_memory_fallback limits are not supported: while the "
+                                     "storage is down the fallback counts the route's own "
+                                     "limits in memory; pass in_memory_fallback_enabled=True.")
+        if key_style not in ("url", "endpoint"):
+            raise ConfigurationError("key_style accepts 'url' or 'endpoint'.")
+        if retry_after not in (None, "http-date", "delta-seconds"):
+            raise ConfigurationError("retry_after accepts None, 'delta-seconds' or 'http-date'.")
+        self.strategy = strategy = strategy or "fixed-window"
+        if strategy not in STRATEGIES:
+            raise ConfigurationError(f"Invalid rate limiting strategy {strategy}: use one of "
+                                     f"{', '.join(STRATEGIES)}.")
+        self.logger = logging.getLogger("chatlimit.limiter")
+        self.observer = observer or Observer(shadow=shadow)
+        if breaker is None:
+            breaker = self._breaker(storage_uri or "memory://", storage_options or {},
+                                    in_memory_fallback_enabled or swallow_errors)
+        elif storage_uri is not None or storage_options:
+            raise ConfigurationError("pass either breaker= or storage_uri=, not both.")
         self.breaker = breaker
         self.counter = breaker.counter
-        self.strategy = strategy
         self.shadow = shadow
-        self.observer = observer or Observer(shadow=shadow)
-        self._scopes: dict[str, str] = {}  # route name -> the scope in its storage keys
-        self._ceilings: set[Callable[..., str]] = set()  # key_funcs of ceilings (per address)
-        self._plans: dict[str, _Plan] = {}
+        self.enabled = enabled
+        self._key_func = key_func
+        self._key_prefix = key_prefix
+        self._key_style = key_style
+        self._auto_check = auto_check
+        self._swallow_errors = swallow_errors
+        self._in_memory_fallback_enabled = breaker.fail_mode == "open"
+        self._init_headers(headers_enabled, retry_after, headers_name_mapping)
+        self._defaults = [Rule.build(v, key_func, override_defaults=False)
+                                for v in dict.fromkeys(default_limits)]
+        self._app_limits = [Rule.build(v, key_func, scope="global")
+                                    for v in application_limits]
+        self._exempt_routes: set[str] = set()
+        self._request_filters: list[Callable[..., bool]] = []
+        self._route_limits: dict[str, list[Any]] = {}  # what slowapi's middlewares read
+        self._rules: dict[str, list[Rule]] = {}  # route name -> its decorators, in order
+        self._scopes: dict[str, str] = {}  # route name -> the endpoint in its storage keys
+        self._suffixes: dict[tuple[str, RateLimitItem], str] = {}
+        self._plans: dict[tuple[tuple[RateLimitItem, str, bool], ...], _Plan] = {}
 
-    def get_app_config(self, key: str, default_value: Any = None) -> Any:
-        return default_value
+    def _breaker(self, uri: str, options: dict[str, Any], fail_open: bool) -> Breaker:
+        unknown = set(options) - set(STORAGE_OPTIONS)
+        if unknown:
+            raise ConfigurationError(f"storage_options accepts {', '.join(STORAGE_OPTIONS)}; "
+                                     f"not {', '.join(sorted(unknown))}.")
+        try:
+            location = parse_storage_uri(uri)
+        except ValueError as exc:
+            raise ConfigurationError(f"storage_uri: {exc}") from None
+        counter = counter_for(location, self.strategy, **options)
+        fallback = MemoryCounter(self.strategy, max_keys=options.get("memory_max_keys", 100_000))
+        # slowapi without a fallback lets the storage's exception escape (a 500): here it is
+        # StorageUnavailable, which chatlimit's app answers with 503.
+        return Breaker(counter, fallback, "open" if fail_open else "closed", self.observer)
 
-    def limit(self, limit_value: Any, **options: Any) -> Callable[..., Any]:  # type: ignore[override]
-        register = super().limit(limit_value, **options)
+    # The decorators, with slowapi's signatures.
 
-        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-            register(func)  # slowapi parses the limit string and files it under the route
-            name = route_name(func)
-            self._scopes[name] = func.__name__
-            self._file_ceilings_last(name)
-            self._plans.pop(name, None)
-            if getattr(func, "_chatlimit_limited", False):
-                # A stacked decorator: its limits join the route's, counted by the one check
-                # the inner wrapper already runs, in the same script call.
-                return func
+    def limit(
+        self, limit_value: LimitValue, key_func: Callable[..., Any] | None = None,
+        per_method: bool = False, methods: list[str] | None = None,
+        error_message: str | None = None, exempt_when: Callable[..., Any] | None = None,
+        cost: int | Callable[..., Any] = 1, override_defaults: bool = True,
+    ) -> Callable[..., Any]:
+        return self._decorator(Rule.build(
+            limit_value, key_func or self._key_func, per_method=per_method, methods=methods,
+            error_message=error_message, exempt_when=exempt_when, cost=cost,
+            override_defaults=override_defaults))
 
-            @functools.wraps(func)
-            async def limited(*args: Any, **kwargs: Any) -> Any:
-                request: Request = kwargs["request"]
-                decision = await self.check(request, name)
-                response = kwargs.get("response")
-                if decision is not None and isinstance(response, Response):
-                    # Appended raw: a fresh response holds none of these, and MutableHeaders
-                    # would scan the list once per header.
-                    response.raw_headers.extend(raw_headers(decision))
-                return await func(*args, **kwargs)
-
-            limited._chatlimit_limited = True  # type: ignore[attr-defined]
-            return limited
-
-        return decorator
+    def shared_limit(
+        self, limit_value: LimitValue, scope: str | Callable[[str], str],
+        key_func: Callable[..., Any] | None = None, error_message: str | None = None,
+        exempt_when: Callable[..., Any] | None = None, cost: int | Callable[..., Any] = 1,
+        override_defaults: bool = True,
+    ) -> Callable[..., Any]:
+        return self._decorator(Rule.build(
+            limit_value, key_func or self._key_func, scope=scope, error_message=error_message,
+            exempt_when=exempt_when, cost=cost, override_defaults=override_defaults))
 
     def ceiling(self, limit_value: str, *, key_func: Callable[..., str]) -> Callable[..., Any]:
         """A coarser limit on a route, keyed by `key_func` (e.g. the client address alone).
@@ -147,83 +205,168 @@ class ChatLimiter(Limiter):
         limits, so a request those refuse never uses up the ceiling of everyone sharing the
         address. The headers keep describing the caller's own limits unless a ceiling refuses.
         """
-        self._ceilings.add(key_func)
-        return self.limit(limit_value, key_func=key_func)
+        return self._decorator(Rule.build(limit_value, key_func, ceiling=True))
 
-    def _file_ceilings_last(self, name: str) -> None:
-        limits = self._route_limits.get(name, [])
-        limits.sort(key=lambda lim: lim.key_func in self._ceilings)  # stable: order kept
-        for lim in limits:
-            if lim.key_func in self._ceilings and lim.error_message is None:
-                lim.error_message = f"{lim.limit} from one address"
+    def exempt(self, obj: Callable[..., Any]) -> Callable[..., Any]:
+        """No limit applies to this route, not even the default and application limits."""
+        self._exempt_routes.add(route_name(obj))
+        return obj
 
-    def route_limits(self, name: str) -> list[Limit]:
-        return self._route_limits.get(name, [])
+    def _decorator(self, rule: Rule) -> Callable[..., Any]:
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            name = route_name(func)
+            self._rules.setdefault(name, []).append(rule)
+            if not callable(rule.value):
+                self._route_limits.setdefault(name, []).extend(rule.static)
+            self._scopes[name] = func.__name__
+            if getattr(func, "_chatlimit_limited", False):
+                # A stacked decorator: its limits join the route's, counted by the one check
+                # the outer wrapper runs, in the same script call.
+                return func
+            return self._wrap(func)
+
+        return decorator
+
+    def _wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        names = inspect.signature(func).parameters
+        at = next((i for i, p in enumerate(names) if p in ("request", "websocket")), None)
+        if at is None:
+            raise Exception(f'No "request" or "websocket" argument on function "{func}"')
+        call = func if inspect.iscoroutinefunction(func) else functools.partial(
+            run_in_threadpool, func)
+        name = route_name(func)
+
+        @functools.wraps(func)
+        async def limited(*args: Any, **kwargs: Any) -> Any:
+            if not self.enabled:
+                return await call(*args, **kwargs)
+            request = kwargs.get("request", args[at] if len(args) > at else None)
+            if not isinstance(request, Request):
+                raise Exception(
+                    "parameter `request` must be an instance of starlette.requests.Request")
+            decision = None
+            if self._auto_check and not getattr(request.state, "_rate_limiting_complete", False):
+                decision = await self.check_request(request, name)
+                request.state._rate_limiting_complete = True
+            response = kwargs.get("response")
+            if decision is not None and isinstance(response, Response):
+                # Before the route runs, so that a streamed answer has them before its first
+                # byte; appended raw, since a fresh response holds none of them.
+                response.raw_headers.extend(self.header_pairs(decision))
+            answer = await call(*args, **kwargs)
+            if decision is not None and self._headers_enabled:
+                if isinstance(answer, Response):
+                    self._inject_headers(answer, decision)
+                elif not isinstance(response, Response):
+                    raise Exception("parameter `response` must be an instance of "
+                                    "starlette.responses.Response")
+            return answer
+
+        limited._chatlimit_limited = True  # type: ignore[attr-defined]
+        return limited
+
+    # Checking a request.
+
+    def route_limits(self, name: str) -> list[Rule]:
+        return self._rules.get(name, [])
+
+    @property
+    def decorated(self) -> Collection[str]:
+        """The names of the routes with a limit decorator (they check themselves)."""
+        return self._rules.keys()
+
+    def _rules_for(self, name: str, in_middleware: bool) -> list[Rule]:
+        """slowapi's selection: the route's own limits, the defaults unless a route limit
+        overrides them, and the application limits under a middleware. Those come last
+        (slowapi counts them first): a request the route's own limit refuses is charged
+        nothing after it, so it does not use up the limit the whole application shares."""
+        route = self._rules.get(name, [])
+        found = list(route)
+        if not route or not all(r.override_defaults for r in route):
+            found += self._defaults
+        if in_middleware:
+            found += self._app_limits
+        return found
+
+    async def check_request(
+        self, request: Request, name: str, *, in_middleware: bool = False, peek: bool = False,
+    ) -> Decision | None:
+        """Count the request against every limit in force for the route `name` (see
+        route_name), in one storage call; raise RateLimitExceeded if one refuses. None when
+        nothing limits it. `in_middleware`: the application limits apply too."""
+        if not self.enabled or name in self._exempt_routes or \
+                any(f() for f in self._request_filters):
+            return None
+        in_middleware = in_middleware or getattr(request.state, "_chatlimit_app_limits", False)
+        rules = self._rules_for(name, in_middleware)
+        if not rules:
+            return None
+        endpoint_key = request.scope["path"] if self._key_style == "url" else \
+            self._scopes.get(name, name)
+        found = await charges(rules, request, endpoint_key, {})
+        if not found:
+            return None
+        decision = await self._count(request, found, peek=peek)
+        if peek or decision.allowed:
+            return decision
+        if self.shadow:  # counted and reported (observer, header), never refused
+            decision = request.state.rate_limit = request.state.view_rate_limit = replace(
+                decision, shadow=True)
+            return decision
+        assert decision.verdict.failed is not None
+        raise RateLimitExceeded(found[decision.verdict.failed].limit)
 
     async def check(self, request: Request, name: str) -> Decision | None:
-        """Count this request against the route's limits; raise RateLimitExceeded if over."""
-        limits = self.route_limits(name)
-        if not self.enabled or not limits:
-            return None
-        decision = await self._count(request, name, limits, peek=False)
-        if not decision.allowed:
-            if self.shadow:  # counted and reported (observer, header), never refused
-                decision = request.state.rate_limit = replace(decision, shadow=True)
-                return decision
-            assert decision.verdict.failed is not None
-            raise RateLimitExceeded(limits[decision.verdict.failed])
-        return decision
+        """Count this request against the route `name`'s limits (see check_request)."""
+        return await self.check_request(request, name)
 
     async def quota(self, request: Request, route: Callable[..., Any]) -> Decision | None:
         """The caller's standing against `route`'s limits (the route function), consuming
         nothing."""
-        name = route_name(route)
-        limits = self.route_limits(name)
-        if not self.enabled or not limits:
-            return None
-        return await self._count(request, name, limits, peek=True)
+        return await self.check_request(request, route_name(route), peek=True)
 
-    def _plan(self, name: str, limits: list[Limit]) -> _Plan:
-        plan = self._plans.get(name)
-        if plan is None or len(plan.limits) != len(limits):
-            scope = self._scopes.get(name, name)
-            items = tuple(lim.limit for lim in limits)
-            ceiling = tuple(lim.key_func in self._ceilings for lim in limits)
-            own_items = [item for item, c in zip(items, ceiling, strict=True) if not c]
-            plan = self._plans[name] = _Plan(
-                limits=tuple(limits),
+    def _plan(self, found: Sequence[Charge]) -> tuple[_Plan, tuple[str, ...]]:
+        suffixes = []
+        for charge in found:
+            item = charge.limit.limit
+            suffix = self._suffixes.get((charge.scope, item))
+            if suffix is None:
+                suffix = self._suffixes[(charge.scope, item)] = key_suffix(
+                    self.strategy, charge.scope, item)
+            suffixes.append(suffix)
+        signature = tuple((c.limit.limit, s, c.ceiling)
+                          for c, s in zip(found, suffixes, strict=True))
+        plan = self._plans.get(signature)
+        if plan is None:
+            if len(self._plans) > 4096:  # dynamic limits and URL scopes vary: stay bounded
+                self._plans.clear()
+            items = tuple(c.limit.limit for c in found)
+            ceiling = tuple(c.ceiling for c in found)
+            own_items = tuple(item for item, c in zip(items, ceiling, strict=True) if not c)
+            plan = self._plans[signature] = _Plan(
                 items=items,
-                suffixes=tuple(
-                    key_suffix(self.strategy, lim.scope or scope, lim.limit) for lim in limits
-                ),
+                suffixes=tuple(suffixes),
                 ceiling=ceiling,
-                policies=tuple(
-                    policy_header(tuple(own_items) if not c else (*own_items, item))
-                    for item, c in zip(items, ceiling, strict=True)
-                ),
+                policies=tuple(policy_header(own_items if not c else (*own_items, item))
+                               for item, c in zip(items, ceiling, strict=True)),
                 own=tuple(i for i, c in enumerate(ceiling) if not c) or (0,),
             )
             self.observer.declare(plan.items, plan.ceiling)
-        return plan
+        return plan, plan.suffixes
 
-    async def _count(
-        self, request: Request, name: str, limits: list[Limit], *, peek: bool
-    ) -> Decision:
-        plan = self._plan(name, limits)
-        identities: dict[Callable[..., str], str] = {}
-        keys = []
-        for lim, suffix in zip(plan.limits, plan.suffixes, strict=True):
-            identity = identities.get(lim.key_func)
-            if identity is None:
-                identity = identities[lim.key_func] = lim.key_func(request)
-            keys.append(key_for(identity, suffix))
+    async def _count(self, request: Request, found: Sequence[Charge], *, peek: bool) -> Decision:
+        plan, suffixes = self._plan(found)
+        prefix = self._key_prefix
+        keys = [key_for(c.identity, s) for c, s in zip(found, suffixes, strict=True)]
+        if prefix:
+            keys = [f"{prefix}:{key}" for key in keys]
         # Each limit is charged its own cost, as slowapi does.
-        costs = [lim.cost(request) if callable(lim.cost) else lim.cost for lim in plan.limits]
+        costs = [c.cost for c in found]
         verdict, degraded = await self.breaker.count(keys, plan.items, costs, peek=peek)
         if not peek:  # the observer hook: one call per decision (metrics, stats, refusal log)
             failed = verdict.failed
             self.observer.decided(plan.items, plan.ceiling, verdict, "" if failed is None
-                                  else identities[plan.limits[failed].key_func])
+                                  else found[failed].identity)
         shown = self._shown(plan, verdict, peek)
         decision = Decision(
             verdict=verdict,
@@ -232,7 +375,8 @@ class ChatLimiter(Limiter):
             policy=plan.policies[shown],
             degraded=degraded,
         )
-        request.state.rate_limit = decision
+        # view_rate_limit: where slowapi's own exception handler and middlewares look.
+        request.state.rate_limit = request.state.view_rate_limit = decision
         return decision
 
     @staticmethod
@@ -253,3 +397,6 @@ class ChatLimiter(Limiter):
         if len(own) == 1:
             return own[0]
         return min(own, key=lambda i: (quotas[i].remaining, -quotas[i].reset_after))
+
+
+ChatLimiter = Limiter  # the name before the drop-in

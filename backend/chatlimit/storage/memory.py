@@ -98,6 +98,10 @@ class MemoryCounter:
         return ""
 
     async def aclose(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every count (slowapi's Limiter.reset())."""
         self._fixed.clear()
         self._moving.clear()
         self._sliding.clear()

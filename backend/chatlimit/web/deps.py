@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 
-from ..limiter import ChatLimiter
+from ..limiter import Limiter
 from ..settings import Settings
 
 
@@ -16,8 +16,8 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_limiter(request: Request) -> ChatLimiter:
-    limiter: ChatLimiter = request.app.state.limiter
+def get_limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.limiter
     return limiter
 
 
@@ -27,5 +27,5 @@ def get_templates(request: Request) -> Jinja2Templates:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-LimiterDep = Annotated[ChatLimiter, Depends(get_limiter)]
+LimiterDep = Annotated[Limiter, Depends(get_limiter)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from ...limiter import ChatLimiter, decision_of
+from ...limiter import Limiter, decision_of
 from ...limiter.headers import raw_headers
 from ...limiter.identity import make_address_key_func
 from ...model import ChatModel, Turn, conversation
@@ -45,7 +45,7 @@ def _unlimited(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_router(
-    limiter: ChatLimiter, settings: Settings, model: ChatModel, user_key: Callable[[Request], str]
+    limiter: Limiter, settings: Settings, model: ChatModel, user_key: Callable[[Request], str]
 ) -> APIRouter:
     router = APIRouter(tags=["chat"])
     # RATE_LIMIT_PER_ADDRESS: one address cannot mint quotas by rotating its User-Agent.
