@@ -1,6 +1,10 @@
-// Talking to the server: every answer becomes {ok, status, body, servedBy}, never an exception.
+// Talking to the server: every answer becomes {ok, status, body, servedBy, degraded}, never an
+// exception. degraded: the answer was counted in the replica's own memory because the shared
+// storage did not answer (X-RateLimit-Degraded).
 
 const TIMEOUT_MS = 15000;
+
+const degradedIn = (res) => res.headers.has("x-ratelimit-degraded");
 
 export async function request(path, init = {}) {
   const controller = new AbortController();
@@ -17,7 +21,8 @@ export async function request(path, init = {}) {
       try { body = await res.json(); } catch (_) { body = null; }
     }
     const servedBy = res.headers.get("x-served-by") || (body && body.served_by) || "";
-    return { ok: res.ok, status: res.status, statusText: res.statusText, body, servedBy };
+    return { ok: res.ok, status: res.status, statusText: res.statusText, body, servedBy,
+             degraded: degradedIn(res) };
   } catch (err) {
     const failure = err && err.name === "AbortError" ? "timeout" : "network";
     return { ok: false, status: 0, body: null, servedBy: "", failure };
@@ -57,10 +62,12 @@ export async function streamChat(message, history, on, signal) {
     window.clearTimeout(timer);
   }
   const servedBy = res.headers.get("x-served-by") || "";
+  const degraded = degradedIn(res);
   if (!(res.headers.get("content-type") || "").startsWith("text/event-stream")) {
     let body = null;
     try { body = await res.json(); } catch (_) { body = null; }
-    return { ok: false, status: res.status, statusText: res.statusText, body, servedBy, outcome: "refused" };
+    return { ok: false, status: res.status, statusText: res.statusText, body, servedBy, degraded,
+             outcome: "refused" };
   }
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -82,14 +89,14 @@ export async function streamChat(message, history, on, signal) {
         const parsed = data ? JSON.parse(data) : {};
         if (name === "meta") on.meta(parsed);
         else if (name === "delta") on.delta(parsed.text || "");
-        else if (name === "done") return { ok: true, status: res.status, body: parsed, servedBy, outcome: "done" };
-        else if (name === "error") return { ok: false, status: res.status, body: parsed, servedBy, outcome: "error" };
+        else if (name === "done") return { ok: true, status: res.status, body: parsed, servedBy, degraded, outcome: "done" };
+        else if (name === "error") return { ok: false, status: res.status, body: parsed, servedBy, degraded, outcome: "error" };
       }
     }
   } catch (err) {
-    if (err && err.name === "AbortError") return { ok: false, status: res.status, body: null, servedBy, outcome: "stopped" };
+    if (err && err.name === "AbortError") return { ok: false, status: res.status, body: null, servedBy, degraded, outcome: "stopped" };
   }
-  return { ok: false, status: res.status, body: null, servedBy, outcome: signal && signal.aborted ? "stopped" : "dropped" };
+  return { ok: false, status: res.status, body: null, servedBy, degraded, outcome: signal && signal.aborted ? "stopped" : "dropped" };
 }
 
 // One sentence for any failed answer; error bodies are {"error", "detail"}.

@@ -6,7 +6,7 @@ import { describe, request, streamChat } from "./api.js";
 import { burst } from "./burst.js";
 import { $, announcer, badge as makeBadge, make } from "./dom.js";
 import { Quota } from "./quota.js";
-import { showReplicaViews } from "./replicas.js";
+import { askReplicas, judge, showReplicaViews } from "./replicas.js";
 
 const PROBE_MS = 3000;
 const HINT = $("message-hint").textContent;
@@ -17,9 +17,15 @@ const ui = {
   modeKind: $("mode-kind"), modeStorage: $("mode-storage"), modeStrategy: $("mode-strategy"),
   modeLimit: $("mode-limit"), modeNote: $("mode-note"),
   burstForm: $("burst-form"), burstCount: $("burst-count"), replicas: $("replicas"),
+  limitOthers: $("limit-others"), quotaLive: $("quota-live"),
 };
 // history: the conversation so far, sent with each message (the server keeps the last few).
-const state = { info: null, busy: false, probe: 0, history: [], controller: null };
+// verdict: what the replicas' counts added up to when last asked (replicas.js judge()).
+// unreachable: the last answer that touched the limiter said the shared storage did not answer.
+const state = {
+  info: null, busy: false, probe: 0, history: [], controller: null,
+  verdict: null, unreachable: false, quotaRetry: 0,
+};
 const HISTORY_SENT = 12;
 const announce = announcer($("announcer"));
 const scaled = () => Boolean(state.info && state.info.mode === "scaled");
@@ -57,21 +63,51 @@ function succeeded() {
 function renderInfo(info) {
   state.info = info;
   const count = info.replicas.length;
-  const redis = info.storage.kind === "redis";
   const many = info.mode === "scaled";
   ui.modeKind.textContent = many ? `Scaled · ${count} replicas` : "Single process";
-  ui.modeStorage.textContent = redis ? "Redis, shared" : "Memory, per process";
-  ui.modeStorage.className = `chip chip-${redis ? "redis" : "memory"}`;
   ui.modeStrategy.textContent = info.strategy;
   ui.modeLimit.textContent = info.enabled ? info.limits.join(" + ") || info.rate_limit : "limit off";
+  renderStorage();
+  ui.replicas.hidden = count === 0;
+}
+
+// The storage chip and the note under it: what the deployment is configured with, unless the
+// answers say the shared storage is not answering right now (X-RateLimit-Degraded, or a 503
+// storage_unavailable under FAIL_MODE=closed).
+function renderStorage() {
+  const { info } = state;
+  if (!info) return;
+  const count = info.replicas.length;
+  const redis = info.storage.kind === "redis";
+  const many = info.mode === "scaled";
+  const down = redis && state.unreachable;
+  const closed = info.fail_mode === "closed";
+  ui.modeStorage.textContent = !redis ? "Memory, per process"
+    : down ? (closed ? "Redis unreachable: messages refused" : "Redis unreachable: each replica counts alone")
+    : "Redis, shared";
+  ui.modeStorage.className = `chip chip-${down ? "degraded" : redis ? "redis" : "memory"}`;
   let note;
   if (!info.enabled) note = "Rate limiting is switched off here: every message goes through.";
+  else if (down && closed) note = "Redis is not answering, and this deployment refuses every message until it does (FAIL_MODE=closed).";
+  else if (down && many) note = `Redis is not answering, so each of the ${count} replicas counts you in its own memory until it does: up to ${count} × the limit.`;
+  else if (down) note = "Redis is not answering, so this process counts in its own memory until it does.";
   else if (many && redis) note = `All ${count} replicas count in one shared Redis, so the limit holds whichever replica answers.`;
   else if (many) note = `Each of the ${count} replicas counts you in its own memory: behind the load balancer you get up to ${count} × the limit.`;
   else if (redis) note = "One process, counting in Redis.";
   else note = "One process counting in memory: exact, as long as there is only one.";
   ui.modeNote.textContent = note;
-  ui.replicas.hidden = count === 0;
+}
+
+// Every answer that went through the limiter says whether the shared storage answered.
+function noteStorage(res) {
+  let unreachable;
+  if (res.status === 503 && res.body && res.body.error === "storage_unavailable") unreachable = true;
+  else if (res.ok || res.status === 429) unreachable = Boolean(res.degraded);
+  else return;
+  if (unreachable === state.unreachable) return;
+  state.unreachable = unreachable;
+  renderStorage();
+  announce(unreachable ? ui.modeStorage.textContent : "Redis answers again: the replicas share one count.");
 }
 
 async function loadInfo() {
@@ -84,29 +120,74 @@ const quota = new Quota({
   limit: $("limit"), limitTitle: $("limit-title"), countdown: $("limit-countdown"),
 }, { refresh: refreshQuota, onBlocked: updateSend, announce, badge });
 
+const unavailable = (res) => res.status === 503 && res.body && res.body.error === "storage_unavailable";
+
 async function refreshQuota() {
   const res = await request("/api/quota");
-  if (res.ok && res.body) { quota.set(res.body.quota, res.servedBy, scaled(), res.body.enabled); succeeded(); } else fail(res);
+  noteStorage(res);
+  window.clearTimeout(state.quotaRetry);
+  if (res.ok && res.body) {
+    quota.set(res.body.quota, res.servedBy, scaled(), res.body.enabled);
+    succeeded();
+  } else if (unavailable(res)) {
+    // FAIL_MODE=closed with the storage down: nothing can be counted, so say that, and ask
+    // again until it answers (Retry-After is a second).
+    quota.unavailable("Redis is unreachable, so no message can be counted: each one is refused until it answers.");
+    state.quotaRetry = window.setTimeout(refreshQuota, PROBE_MS);
+  } else fail(res);
   refreshReplicas();
   return res.ok;
 }
 
 const replicaUi = { list: $("replica-list"), verdict: $("replicas-verdict"), refresh: $("replicas-refresh") };
-function refreshReplicas() {
-  if (scaled()) showReplicaViews(replicaUi, state.info, badge);
+async function refreshReplicas() {
+  if (!scaled()) return;
+  replicaUi.refresh.disabled = true;
+  const views = await askReplicas(state.info.replicas);
+  replicaUi.refresh.disabled = false;
+  state.verdict = judge(views, state.info);
+  showReplicaViews(replicaUi, views, state.verdict, badge);
+  updateLimitNote();
+}
+
+// In scaled mode with each replica counting alone, being out of quota is one replica's view:
+// say which one counted you out, and that the others would still let you through.
+function updateLimitNote() {
+  const alone = scaled() && state.info.enabled && (state.info.storage.kind !== "redis" || state.unreachable);
+  const { verdict } = state;
+  if (!(quota.blocked && alone && verdict)) {
+    ui.limitOthers.textContent = "";
+    return;
+  }
+  const by = quota.servedBy || "The replica that answered";
+  const others = verdict.open.filter((name) => name !== quota.servedBy);
+  ui.limitOthers.textContent = others.length
+    ? `${by} counted you out; ${listed(others)} would still let you through: each replica counts you on its own.`
+    : `${by} counted you out, and so has every other replica.`;
+}
+
+function listed(names) {
+  return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+}
+
+// Screen readers hear what is left after each message (a polite live region).
+function sayQuota() {
+  const q = quota.quota;
+  if (q) ui.quotaLive.textContent = `${q.remaining} of ${q.limit} messages left.`;
 }
 
 // ---- the chat --------------------------------------------------------------------------
 
 function updateSend() {
   ui.send.disabled = state.busy || quota.blocked;
+  updateLimitNote();
   // The composer is closed while a reply streams; Stop is the one thing to press then.
   ui.input.disabled = state.busy;
   ui.stop.hidden = !state.busy;
 }
 
 function addMessage(item) {
-  ui.empty.hidden = true;
+  ui.empty.remove();
   ui.list.appendChild(item);
   item.scrollIntoView({ block: "nearest" });
 }
@@ -166,6 +247,7 @@ async function send() {
   }, state.controller.signal);
   state.controller = null;
   state.busy = false;
+  noteStorage(res);
   if (shown) {
     // Whatever arrived stays, even when the reply ended early; the page says how it ended.
     const notes = {
@@ -193,6 +275,7 @@ async function send() {
       fail(res);
     }
   }
+  sayQuota();
   refreshReplicas();
   updateSend();
   if (keepFocus) ui.input.focus();
@@ -225,8 +308,12 @@ ui.burstForm.addEventListener("submit", async (event) => {
     return;
   }
   const results = await burst(count, burstUi, { badge, limit: quota.limit });
+  for (const res of results) noteStorage(res);
   if (results.every((res) => !res.ok && res.status !== 429)) fail(results[0]);
+  // The burst belongs to the conversation too: one line in the chat, instead of "Say hello".
+  addMessage(make("li", "msg msg-system", burstUi.summary.textContent));
   await refreshQuota();
+  sayQuota();
 });
 replicaUi.refresh.addEventListener("click", () => refreshReplicas());
 ui.noticeDismiss.addEventListener("click", () => { ui.notice.hidden = true; });

@@ -11,6 +11,7 @@ export class Quota {
   constructor(ui, { refresh, onBlocked, announce, badge }) {
     Object.assign(this, { ui, refresh, onBlocked, announce, badge });
     this.quota = null;        // {limit, remaining, reset_after} as last heard; null: unlimited
+    this.servedBy = "";       // the replica whose count that was
     this.resetAt = 0;         // ms since epoch when the quota next grows
     this.refreshedFor = 0;    // the resetAt whose passing already asked for a refresh
     this.blockedUntil = 0;    // ms since epoch; 0 while sending is allowed
@@ -25,6 +26,7 @@ export class Quota {
   set(quota, servedBy = "", scaled = false, enabled = true, receivedAt = Date.now()) {
     const { ui } = this;
     this.quota = quota || null;
+    this.servedBy = servedBy;
     ui.source.hidden = !(scaled && servedBy && quota);
     if (!ui.source.hidden) ui.source.replaceChildren("As counted by", this.badge(servedBy));
     if (!quota) {
@@ -46,6 +48,19 @@ export class Quota {
     if (quota.remaining <= 0) this.block(this.resetAt);
     else if (this.blocked) this.unblock();
     this.render();
+  }
+
+  // No count can be had (FAIL_MODE=closed with the storage down): say so, rather than keep
+  // "Loading..." or the last full meter on screen.
+  unavailable(text) {
+    const { ui } = this;
+    this.quota = null;
+    this.resetAt = 0;
+    ui.source.hidden = true;
+    ui.meter.hidden = true;
+    ui.text.textContent = text;
+    ui.reset.textContent = "Asking again every few seconds…";
+    if (this.blocked) this.unblock();
   }
 
   block(until) {

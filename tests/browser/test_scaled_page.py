@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from http import HTTPStatus
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -67,20 +69,27 @@ def test_badges_show_the_replicas_taking_turns_each_in_its_own_colour(
     problems.assert_none()
 
 
-def test_each_replicas_view_agrees_with_redis_and_diverges_with_memory(
+def test_each_replicas_view_is_one_shared_count_with_redis_and_its_own_with_memory(
     page: Page, problems: PageProblems, cluster: Cluster
 ) -> None:
     chat = ChatPage(page).open(cluster.url)
-    expect(chat.replica_views.locator(".replica-text")).to_have_text([f"{LIMIT} of {LIMIT} left"] * 3)
+    expect(chat.replica_views.locator(".replica-text")).to_have_text(
+        [f"let 0 through, {LIMIT} of {LIMIT} left"] * 3)
     served_by = chat.send("hello").locator(".badge").inner_text()
     if cluster.storage == "redis":
         expect(chat.replica_views.locator(".replica-text")).to_have_text(
-            [f"{LIMIT - 1} of {LIMIT} left"] * 3)
-        expect(chat.verdict).to_have_text("All replicas agree: they share one count in Redis.")
+            [f"let 1 through, {LIMIT - 1} of {LIMIT} left"] * 3)
+        expect(chat.verdict).to_have_text(
+            f"They share one count in Redis: 1 of {LIMIT} used, whichever replica answers.")
+        expect(chat.verdict).to_have_class("verdict verdict-good")
     else:
-        expect(chat.verdict).to_contain_text("The replicas disagree")
         expected = {name: LIMIT - (name == served_by) for name in cluster.names}
+        expect(page.locator(f'#replica-list [data-replica="{served_by}"] .replica-text')).to_have_text(
+            f"let 1 through, {LIMIT - 1} of {LIMIT} left")
         assert chat.replica_remaining() == expected
+        # One message is within the limit: not a bypass yet, and not agreement either.
+        expect(chat.verdict).to_contain_text(f"Together they let 1 through; the limit is {LIMIT}.")
+        expect(chat.verdict).to_have_class("verdict verdict-open")
     problems.assert_none()
 
 
@@ -101,8 +110,10 @@ def test_burst_shows_how_many_requests_each_replica_let_through(
         # One shared count: exactly what was left of the limit gets through.
         assert allowed == LIMIT - 1
         expect(chat.burst_summary).to_have_text(f"{LIMIT - 1} of 10 allowed, {10 - LIMIT + 1} blocked.")
-        expect(chat.replica_views.locator(".replica-text")).to_have_text([f"0 of {LIMIT} left"] * 3)
-        expect(chat.verdict).to_contain_text("All replicas agree")
+        expect(chat.replica_views.locator(".replica-text")).to_have_text(
+            [f"let {LIMIT} through, 0 of {LIMIT} left"] * 3)
+        expect(chat.verdict).to_have_text(
+            f"They share one count in Redis: {LIMIT} of {LIMIT} used, whichever replica answers.")
         expect(chat.send_button).to_be_disabled()
     else:
         # Each replica lets through what it alone has left: together more than the limit.
@@ -112,10 +123,66 @@ def test_burst_shows_how_many_requests_each_replica_let_through(
         }
         assert allowed > LIMIT
         expect(chat.burst_summary).to_contain_text(f"More than the limit of {LIMIT} got through")
-        # 3 x 5 - 1 - allowed is not a multiple of 3 when all ten get through (round robin
-        # sends at most 4 to each replica), so the replicas cannot all show the same number.
-        expect(chat.verdict).to_contain_text("The replicas disagree")
+        # The panel adds up what the replicas let through: the hello and the burst's allowed.
+        expect(chat.verdict).to_contain_text(
+            f"Together they let {allowed + 1} through; the limit is {LIMIT}.")
+        expect(chat.verdict).to_have_class("verdict verdict-bad")
     chat.screenshot(f"page-scaled-{cluster.storage}")
+    problems.assert_none()
+
+
+@pytest.mark.parametrize("cluster", ["memory"], indirect=True)
+def test_a_burst_that_empties_every_replica_stays_red_and_never_reads_as_agreement(
+    page: Page, problems: PageProblems, cluster: Cluster
+) -> None:
+    # Every replica at 0 left: equal numbers, which a panel comparing what is *left* read as
+    # "All replicas agree". What was used says otherwise: three quotas got through.
+    problems.expect_http_errors(429)
+    chat = ChatPage(page).open(cluster.url)
+    chat.burst(4 * LIMIT)
+    table = chat.burst_table()
+    assert sorted(table) == cluster.names
+    assert all(allowed == LIMIT for allowed, _ in table.values()), table
+    expect(chat.replica_views.locator(".replica-text")).to_have_text(
+        [f"let {LIMIT} through, 0 of {LIMIT} left"] * 3)
+    expect(chat.verdict).to_have_text(
+        f"Together they let {3 * LIMIT} through; the limit is {LIMIT}. Each replica counts you "
+        "on its own, so you get up to 3 \u00d7 the limit.")
+    expect(chat.verdict).to_have_class("verdict verdict-bad")
+    expect(chat.verdict).not_to_contain_text("agree")
+    expect(chat.send_button).to_be_disabled()
+    expect(page.locator("#limit-others")).to_have_text(
+        re.compile(r"^app-\d counted you out, and so has every other replica\.$"))
+    problems.assert_none()
+
+
+def test_when_one_replica_counts_you_out_the_notice_names_it_and_the_others_still_open(
+    page: Page, problems: PageProblems, cluster: Cluster
+) -> None:
+    problems.expect_http_errors(429)
+    chat = ChatPage(page).open(cluster.url)
+    # The same user (address and User-Agent) spends its whole quota on app-1 alone.
+    agent = page.evaluate("navigator.userAgent")
+    for _ in range(LIMIT):
+        answer = httpx.post(f"{cluster.url}/replica/app-1/chat", json={"message": "hi"},
+                            headers={"User-Agent": agent}, timeout=30)
+        assert answer.status_code == HTTPStatus.OK
+    # Round robin brings the page to app-1 within a few messages.
+    for attempt in range(6):
+        chat.message.fill(f"message {attempt}")
+        chat.message.press("Enter")
+        expect(chat.mine.nth(attempt).locator(".msg-meta")).to_have_text(re.compile(r"Sent|Not sent"))
+        if chat.limit.is_visible():
+            break
+    expect(chat.limit).to_be_visible()
+    expect(chat.send_button).to_be_disabled()
+    if cluster.storage == "memory":
+        expect(page.locator("#limit-others")).to_have_text(
+            "app-1 counted you out; app-2 and app-3 would still let you through: each replica "
+            "counts you on its own.")
+    else:
+        expect(chat.mine.first.locator(".msg-meta")).to_contain_text("Not sent")
+        expect(page.locator("#limit-others")).to_be_empty()
     problems.assert_none()
 
 
