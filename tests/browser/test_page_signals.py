@@ -13,6 +13,7 @@ from chatlimit.tools.processes import RedisServer, free_port
 
 from .chatpage import ChatPage
 from .conftest import PageProblems, ServedApp, ServeFactory
+from .contrast import below_aa
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -88,4 +89,33 @@ def test_the_mode_banner_is_a_region_named_for_what_it_says(
     banner = page.get_by_role("region", name="How this deployment counts")
     expect(banner).to_be_visible()
     expect(banner).to_contain_text("Single process")
+    problems.assert_none()
+
+
+def test_every_text_reaches_4_5_to_1_in_light_and_dark_in_every_state(
+    page: Page, problems: PageProblems, single_app: ServedApp, serve: ServeFactory
+) -> None:
+    problems.expect_http_errors(429, 503)
+    chat = ChatPage(page).open(single_app.url)
+    low = below_aa(page, "light") + below_aa(page, "dark")
+    chat.send("hello")
+    # Another tab of the same user spends the rest behind this page's back: the next is a 429.
+    page.evaluate("""async () => { for (let i = 0; i < 2; i++) await fetch('/chat', {method: 'POST',
+        headers: {'Content-Type': 'application/json'}, body: '{"message": "other tab"}'}); }""")
+    chat.message.fill("one too many")
+    chat.message.press("Enter")
+    expect(chat.mine.last.locator(".msg-meta")).to_contain_text("Not sent. Over the limit")
+    expect(chat.limit).to_be_visible()
+    chat.burst(2)
+    low += below_aa(page, "light") + below_aa(page, "dark")
+    # Redis down under FAIL_MODE=closed: the warning chip, the notice, a failed message.
+    closed = serve(STORAGE_URI=f"redis://127.0.0.1:{free_port()}/0", FAIL_MODE="closed")
+    page.emulate_media(color_scheme="light")
+    page.goto(closed.url)
+    expect(page.locator("#mode-storage")).to_have_text("Redis unreachable: messages refused")
+    chat.message.fill("anyone?")
+    chat.message.press("Enter")
+    expect(chat.notice).to_contain_text("Server error 503")
+    low += below_aa(page, "light") + below_aa(page, "dark")
+    assert low == [], "\n".join(low)
     problems.assert_none()

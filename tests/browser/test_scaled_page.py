@@ -17,6 +17,7 @@ from chatlimit.tools.stack import LocalStack as Cluster
 from ..support import missing
 from .chatpage import ChatPage
 from .conftest import PageProblems
+from .contrast import below_aa
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.nginx]
 
@@ -183,6 +184,22 @@ def test_when_one_replica_counts_you_out_the_notice_names_it_and_the_others_stil
     else:
         expect(chat.mine.first.locator(".msg-meta")).to_contain_text("Not sent")
         expect(page.locator("#limit-others")).to_be_empty()
+    problems.assert_none()
+
+
+def test_every_text_reaches_4_5_to_1_in_light_and_dark_scaled(
+    page: Page, problems: PageProblems, cluster: Cluster
+) -> None:
+    problems.expect_http_errors(429)
+    chat = ChatPage(page).open(cluster.url)
+    chat.send("hello")  # memory: the sum within the limit; Redis: one shared count
+    expect(chat.verdict).to_contain_text("1 ")
+    low = below_aa(page, "light") + below_aa(page, "dark")
+    chat.burst(4 * LIMIT)  # memory: the sum past the limit; both: the limit notice
+    expect(chat.limit).to_be_visible()
+    expect(chat.verdict).to_contain_text(str(LIMIT))
+    low += below_aa(page, "light") + below_aa(page, "dark")
+    assert low == [], "\n".join(low)
     problems.assert_none()
 
 
