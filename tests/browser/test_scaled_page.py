@@ -203,6 +203,24 @@ def test_every_text_reaches_4_5_to_1_in_light_and_dark_scaled(
     problems.assert_none()
 
 
+@pytest.mark.parametrize("cluster", ["memory"], indirect=True)
+def test_at_360_px_each_replicas_view_comes_right_after_the_chat(
+    page: Page, problems: PageProblems, cluster: Cluster
+) -> None:
+    page.set_viewport_size({"width": 360, "height": 780})
+    chat = ChatPage(page).open(cluster.url)
+    expect(chat.replica_views).to_have_count(3)
+    cards = page.locator("main .card:visible").evaluate_all(
+        "els => els.map(e => [e.id || e.getAttribute('aria-labelledby'), e.getBoundingClientRect().top,"
+        " e.getBoundingClientRect().bottom, e.getBoundingClientRect().width])")
+    order = [name for name, *_ in sorted(cards, key=lambda card: card[1])]
+    assert order.index("replicas") == order.index("chat-title") + 1, order
+    boxes = {name: (top, bottom, width) for name, top, bottom, width in cards}
+    assert boxes["replicas"][0] >= boxes["chat-title"][1]  # below it, not beside it
+    assert all(width <= 360 for _, _, width in boxes.values())
+    problems.assert_none()
+
+
 # The failure path is the same for both storages: once, on the Redis cluster, is enough.
 @pytest.mark.parametrize("cluster", ["redis"], indirect=True)
 def test_with_every_replica_down_nginx_answers_502_and_the_page_says_so(
