@@ -186,8 +186,12 @@ def serve(workdir: Path, name: str, storage_uri: str, fail_mode: str) -> tuple[P
     }
     process = Process(name, [sys.executable, "-m", "chatlimit", "serve"], workdir / f"{name}.log", env=env)
     process.start()
-    wait_until(lambda: port_open(port) or not process.alive(), what=name)
-    assert process.alive(), process.log_tail()
+    try:
+        wait_until(lambda: port_open(port) or not process.alive(), what=name)
+        assert process.alive(), process.log_tail()
+    except BaseException:
+        process.stop()  # a failed start must not leave a running child for a later test's GC
+        raise
     return process, port
 
 
