@@ -157,3 +157,29 @@ def test_a_bad_rate_limit_per_address_is_one_line_naming_the_variable(bad: str) 
     message = str(caught.value)
     assert message.startswith(f"RATE_LIMIT_PER_ADDRESS={bad!r} is invalid: accepts ")
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("hop", "expected"),
+    [
+        ("198.51.100.4", "198.51.100.4"),  # the fast path: strict dotted decimal
+        (" 198.51.100.4 ", "198.51.100.4"),
+        ("198.51.100.4:5000", "198.51.100.4"),  # a port: the general parser
+        ("::ffff:198.51.100.4", "198.51.100.4"),  # IPv4-mapped IPv6: the IPv4 address
+        ("010.1.2.3", "127.0.0.1"),  # leading zeros are no address: stop at the proxy
+        ("1.2.3", "127.0.0.1"),  # nor is a short form inet_aton would accept
+        ("256.1.2.3", "127.0.0.1"),
+        ("1.2.3.4\x00", "127.0.0.1"),
+        ("\u0661.\u0662.\u0663.\u0664", "127.0.0.1"),  # Arabic-Indic digits: isdigit() says yes
+    ],
+)
+def test_the_ipv4_fast_path_agrees_with_the_general_parser(hop: str, expected: str) -> None:
+    assert client_address("127.0.0.1", [hop], LOCAL_PROXY) == expected
+
+
+def test_trust_in_ipv4_networks_is_decided_by_mask_on_the_fast_path() -> None:
+    fleet = (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("127.0.0.1/32"))
+    # 10.1.x.x hops are skipped as proxies; 10.2.0.1 is outside the /16, so it is the client.
+    assert client_address("127.0.0.1", ["10.2.0.1, 10.1.255.254, 10.1.0.1"], fleet) == "10.2.0.1"
+    assert client_address("10.1.9.9", [], fleet) == "10.1.9.9"  # trusted, nothing forwarded
+    assert client_address("10.0.255.255", ["203.0.113.9"], fleet) == "10.0.255.255"  # untrusted

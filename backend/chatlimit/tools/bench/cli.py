@@ -23,7 +23,15 @@ from ...storage.redis import round_trips
 from ...strategies import NAMES
 from .. import TOOLS
 from ..processes import MissingBinary, RedisServer, find_binary, wait_until
-from .servers import BENCH_LIMIT, Variant, cpu_seconds, running, variants
+from .servers import (
+    BENCH_LIMIT,
+    Variant,
+    cpu_seconds,
+    running,
+    slowapi_engine_available,
+    variants,
+)
+from .targets import evaluate
 from .wrk import POST_BODY, USER_AGENT, Wrk
 
 PROBE_REQUESTS = 50
@@ -160,35 +168,51 @@ def add_parser(commands: Any) -> None:
     )
     bench.add_argument("--no-scaled", action="store_true", help="skip nginx + replicas")
     bench.add_argument(
+        "--sections", default=",".join(SECTIONS),
+        help=f"what to run, comma-separated (default all: {','.join(SECTIONS)})",
+    )
+    bench.add_argument(
+        "--users", help="users curve sizes (default 1,10000,100000,1000000; --quick 1,1000)"
+    )
+    bench.add_argument("--streams", help="concurrent streams (default 100,1000; --quick 10)")
+    bench.add_argument(
         "--out",
         type=Path,
         help="where benchmarks.md/.json/.png go (default docs/; --quick: a temporary directory)",
     )
     bench.set_defaults(func=main)
 
+SECTIONS = ("main", "users", "streams", "ceiling")
 SMOKE_NOTE = ("bench --quick: one short round is a smoke run that the benchmark works, "
               "not a measurement; quote only a full `chatlimit bench`")
+
+
+def _sizes(text: str | None, default: str) -> list[int]:
+    return [int(n.replace("_", "")) for n in (text or default).split(",") if n.strip()]
 
 
 def main(args: argparse.Namespace) -> int:
     from . import report as bench_report
 
     quick = bool(args.quick)
-    rounds = args.rounds or (1 if quick else 5)
-    seconds = args.duration or (2.0 if quick else 10.0)
+    rounds = args.rounds or (1 if quick else 3)
+    seconds = args.duration or (2.0 if quick else 8.0)
     warmup = args.warmup or (1.0 if quick else 2.0)
     out: Path = args.out or (
         Path(tempfile.mkdtemp(prefix="chatlimit-bench-")) if quick else Path("docs")
     )
+    sections = {s.strip() for s in args.sections.split(",")}
     if quick:
         print(SMOKE_NOTE, flush=True)
     strategies = list(NAMES)
     scaled = not args.no_scaled and _nginx_available()
-    chosen = variants(strategies, scaled)
+    engines = ("chatlimit", "slowapi") if slowapi_engine_available() else ("chatlimit",)
+    chosen = variants(strategies, scaled, engines) if "main" in sections else []
     if args.only:
-        wanted = {n.strip() for n in args.only.split(",")} | {"baseline"}
+        wanted = {n.strip() for n in args.only.split(",")} | {"baseline", "bare"}
         chosen = [v for v in chosen if v.name in wanted]
     started = time.time()
+    report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="chatlimit-bench-run-") as tmp:
         wrk = Wrk(Path(tmp), connections=args.connections)
         config = {
@@ -199,20 +223,83 @@ def main(args: argparse.Namespace) -> int:
             "threads": wrk.threads,
             "limit": BENCH_LIMIT,
             "quick": quick,
+            "sections": sorted(sections),
+            "engines": list(engines),
             "variants": {v.name: v.label for v in chosen},
         }
         machine = bench_report.machine(wrk)
-        with running(chosen, Path(tmp)):
-            rows = run_rounds(chosen, wrk, rounds=rounds, seconds=seconds, warmup=warmup)
+        rows: list[dict[str, Any]] = []
+        if chosen:
+            with running(chosen, Path(tmp)):
+                rows = run_rounds(chosen, wrk, rounds=rounds, seconds=seconds, warmup=warmup)
+        report = bench_report.build(config, machine, rows)
+        if "users" in sections:
+            sizes = _sizes(args.users, "1,1000" if quick else "1,10000,100000,1000000")
+            report["users"] = _users(wrk, Path(tmp) / "users", sizes, rounds, seconds, warmup)
+            config["users"] = sizes
+        if "streams" in sections:
+            sizes = _sizes(args.streams, "10" if quick else "100,1000")
+            report["streams"] = _streams(Path(tmp) / "streams", sizes, rounds)
+            config["streams"] = sizes
+        if "ceiling" in sections:
+            report["ceiling"] = _ceiling(Path(tmp) / "ceiling", 5_000 if quick else 200_000)
     machine["load_after"] = bench_report.load_average()
     machine["wall_seconds"] = round(time.time() - started, 1)
-    report = bench_report.build(config, machine, rows)
+    report["targets"] = evaluate(report)
     paths = bench_report.write(report, out)
     print(bench_report.table(report))
     print("wrote " + ", ".join(str(p) for p in paths))
     if quick:
         print(SMOKE_NOTE)  # again under the table, where the figures are read
     return 0
+
+
+def _users(wrk: Wrk, workdir: Path, sizes: list[int], rounds: int, seconds: float,
+           warmup: float) -> dict[str, Any]:
+    from . import layout
+    from .curves import summarise_users
+    from .users import curve_servers, curve_variants, run_curve
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    chosen = curve_variants(sizes)
+    with curve_servers(chosen, workdir, wrk) as fills:
+        rows = run_curve(chosen, wrk, rounds=rounds, seconds=seconds, warmup=warmup)
+    largest = max(sizes)
+    # limits' own layout for the same users, and MEMORY_MAX_KEYS' default at the largest size.
+    found: dict[str, Any] = {"limits_memory": layout.in_child("limits-memory", largest),
+                             "chatlimit_memory": layout.in_child("chatlimit-memory", largest),
+                             "capped": layout.in_child("chatlimit-memory", largest,
+                                                       layout.DEFAULT_MAX_KEYS)}
+    redis = RedisServer(workdir, name="layout-redis").start()
+    try:
+        found["limits_redis"] = layout.limits_redis(redis, largest)
+    finally:
+        redis.stop()
+    for name, row in found.items():
+        print(f"layout {name}: {row}")
+    return summarise_users(rows, fills, found)
+
+
+def _streams(workdir: Path, sizes: list[int], rounds: int) -> dict[str, Any]:
+    from .curves import summarise_streams
+    from .streaming import run_streaming, stream_variants
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    chosen = stream_variants()
+    with running(chosen, workdir):
+        rows = run_streaming(chosen, sizes, rounds=rounds)
+    return summarise_streams(rows)
+
+
+def _ceiling(workdir: Path, calls: int) -> list[dict[str, Any]]:
+    from .ceiling import run_ceiling
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    redis = RedisServer(workdir, name="ceiling-redis").start()
+    try:
+        return run_ceiling(redis, calls=calls)
+    finally:
+        redis.stop()
 
 
 def _nginx_available() -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def markdown(report: dict[str, Any], table: str, targets: str, chart: bool) -> str:
+def markdown(report: dict[str, Any], table: str, targets: str, chart: bool,
+             users_chart: bool = False) -> str:
     config, m = report["config"], report["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
     kind = "a quick smoke run (`--quick`): too short to quote" if config["quick"] else "a full run"
@@ -23,6 +24,9 @@ def markdown(report: dict[str, Any], table: str, targets: str, chart: bool) -> s
             "shared the cores, so these figures are noisy. Trust the CPU columns more than "
             "req/s, and re-run on a quiet machine before quoting.\n"
         )
+    met = sum(1 for t in report["targets"] if t["met"])
+    verdict = f"{met} of {len(report['targets'])} targets met" if report["targets"] else ""
+    extra = sections(report, users_chart)
     return f"""# Benchmarks
 
 Written by `chatlimit bench` ({kind}) on {m["date"]}. Regenerate with `make bench` or
@@ -32,8 +36,12 @@ Written by `chatlimit bench` ({kind}) on {m["date"]}. Regenerate with `make benc
 
 Every variant is the same app under `chatlimit serve` (one uvicorn worker, uvloop and httptools,
 access log off), differing only in its environment. The **baseline** is that app with
-`RATE_LIMIT_ENABLED=false`. Limited variants use `RATE_LIMIT={config["limit"]}`, so nothing is
-refused and the figures show the cost of counting, with every rate-limit header on.
+`RATE_LIMIT_ENABLED=false`; the **bare** row is the ceiling: a plain FastAPI app with the same
+`/chat` contract and no limiter at all (`tools/bench/bare_app.py`), reported as a same-round
+ratio. Variants named `slowapi-*` run the same app with `RATE_LIMIT_ENGINE=slowapi` (stock
+slowapi's `Limiter`), when this build has that engine. Limited variants use
+`RATE_LIMIT={config["limit"]}`, so nothing is refused and the figures show the cost of
+counting, with every rate-limit header on.
 [wrk](https://github.com/wg/wrk) sends `POST /chat` with a JSON body and one fixed User-Agent
 (one user, one storage key) over {config["connections"]} keep-alive connections from
 {config["threads"]} thread, for {config["seconds"]:g} s after {config["warmup"]:g} s of warm-up.
@@ -58,17 +66,19 @@ least, so read it beside the throughput ratios.
 
 {"![Throughput ratio and latency per variant](benchmarks.png)" if chart else ""}
 
-## Targets (issue 5)
+## Targets (issue 17)
+
+{verdict}. Each figure is the median over rounds of a same-round ratio, with its spread.
 
 {targets}
-{guide}
+{extra}{guide}
 ## Machine
 
 - CPU: {m["cpu"]}, {m["cores"]} cores; {m["os"]}
 - Python {m["python"]}; redis-server {m["redis_server"]}; nginx {m["nginx"]}; {m["wrk"]}
 - Packages: {packages}
-- Load average (1, 5, 15 min) before: {m["load_before"]}, after: {m.get("load_after")};
-  the whole run took {m.get("wall_seconds")} s.
+- Load average (1, 5, 15 min) before: {m["load_before"]}, after: {m.get("load_after")}.
+- The whole run took {m.get("wall_seconds")} s ({(m.get("wall_seconds") or 0) / 60:.1f} min).
 """
 
 
@@ -98,3 +108,80 @@ through FastAPI on one worker, so the fair comparison is the time the limiter *a
 |---|---|---|
 {body}
 """
+
+
+def sections(report: dict[str, Any], users_chart: bool) -> str:
+    from .curves import bytes_table, ceiling_table, streams_table, users_table
+
+    out = []
+    users = report.get("users")
+    if users:
+        layout = users.get("layout", {})
+        capped = layout.get("capped", {})
+        capped_text = ""
+        if capped:
+            capped_text = (
+                f"\n**MEMORY_MAX_KEYS at its default ({capped['max_keys']:,} keys)**: counting "
+                f"{max(p['users'] for p in users['summary']):,} "
+                f"users (two keys each) in one process evicted {capped['evicted']:,} keys, "
+                f"{capped['cpu_us_per_check']} µs of CPU per request's check (uncapped: "
+                f"{layout.get('chatlimit_memory', {}).get('cpu_us_per_check')} µs), and the "
+                f"first user was {'still' if capped['first_user_remembered'] else '**no longer**'} "
+                "counted afterwards. That is the price in exactness: past the cap, the oldest "
+                "windows go first, so a user is forgotten once about MEMORY_MAX_KEYS / 2 other "
+                "users have arrived after it, and comes back to a fresh quota. Raise "
+                "MEMORY_MAX_KEYS to the users you expect per window (bytes per key above), or "
+                "use Redis.\n"
+            )
+        out.append(f"""
+## Users curve
+
+Distinct users per window: each point is its own app (and, on Redis, its own redis-server),
+filled with every user's first request, then measured with wrk walking the same users in turn:
+each user its own User-Agent and its own address in `X-Forwarded-For`, believed because wrk's
+peer (127.0.0.1) is the default `TRUSTED_PROXIES`. Each user is two keys (its own limit and its
+address's ceiling). The window is a day (`RATE_LIMIT=1000000/day`), so no user ages out during
+the run. memory:// is filled over HTTP, Redis directly with the app's own script and keys (the
+measured runs then add no key: checked). Ratios divide by the one-user point of the same storage
+in the same round; the one-user point runs the same wrk script.
+
+{users_table(users)}
+
+{"![Throughput and CPU per request against users](benchmarks-users.png)" if users_chart else ""}
+
+Bytes per key, against what limits (stock slowapi's storage) keeps for the same users and the
+same two limits each: memory:// from the app's RSS growth while filling (limits' MemoryStorage
+in a fresh process, the same way), Redis from `used_memory` (limits' RedisStorage through its own
+`incr_expire` script, on an empty server):
+
+{bytes_table(users)}
+{capped_text}""")
+    streams = report.get("streams")
+    if streams:
+        out.append(f"""
+## Streaming
+
+Concurrent streamed replies (`Accept: text/event-stream`) through one replica at the demo
+model's pace (`MODEL_TOKEN_DELAY_MS`, 30 ms a token), `LLM_MAX_TOKENS=32` of its story, each
+connection its own user: 100 streams ask for two replies each, 1,000 for one. The client is a
+separate process (`tools/bench/stream.py`) on the same cores. TTFT is from sending the request
+to the first `delta` event; tokens/s is each reply's own rate after its first token. Storage
+calls are counted by Redis (`CONFIG RESETSTAT`, then `INFO commandstats` once every reply has
+ended) and divided by replies. Ratios are to limiter off in the same round.
+
+{streams_table(streams)}
+""")
+    ceiling = report.get("ceiling")
+    if ceiling:
+        out.append(f"""
+## The ceiling Redis sets
+
+`redis-benchmark` running the app's own admission script, `EVALSHA` with the keys and
+arguments a `/chat` request sends (both limits), {ceiling[0]["calls"]:,} calls from 32 clients
+pipelined 16 deep; one user (the same two keys) and a million (`-r`, redis-benchmark's key
+randomiser). It shares the cores with nothing of ours, so it shows what Redis allows; the last
+columns put one app's end-to-end req/s (main table, one user) beside it.
+
+{ceiling_table(ceiling, report["summary"])}
+""")
+    return "".join(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,35 +25,58 @@ class Variant:
     label: str
     storage: str  # "none", "memory" or "redis"
     strategy: str = "fixed-window"
+    engine: str = "chatlimit"  # RATE_LIMIT_ENGINE; "bare": the ceiling app (bare_app.py)
     replicas: int = 0  # 0: the app directly; n: nginx in front of n replicas
     url: str = ""
     redis: RedisServer | None = None
     app_pids: list[int] = field(default_factory=list)  # whose CPU time counts as the app's
     stoppers: list[Callable[[], object]] = field(default_factory=list)
+    extra: dict[str, str] = field(default_factory=dict)  # more environment (users curve)
 
     def env(self) -> dict[str, str]:
+        engine = {"RATE_LIMIT_ENGINE": self.engine} if self.engine == "slowapi" else {}
         return {
+            **engine,
             "RATE_LIMIT": BENCH_LIMIT,
             "RATE_LIMIT_STRATEGY": self.strategy,
             "RATE_LIMIT_ENABLED": "false" if self.storage == "none" else "true",
             "INSTANCE_NAME": f"bench-{self.name}",
             "LOG_LEVEL": "warning",
             "ACCESS_LOG": "false",
+            **self.extra,
         }
 
 
-def variants(strategies: list[str], scaled: bool) -> list[Variant]:
+def slowapi_engine_available() -> bool:
+    """Whether this install has RATE_LIMIT_ENGINE (stock slowapi beside chatlimit's engine)."""
+    from ...settings import Settings
+
+    return "rate_limit_engine" in Settings.model_fields
+
+
+def variants(strategies: list[str], scaled: bool, engines: tuple[str, ...] = ("chatlimit",)
+             ) -> list[Variant]:
+    """Every variant of the main table: the baseline, the bare ceiling, then per engine
+    memory://, Redis per strategy and (scaled) nginx in front of 1 and 3 replicas."""
     found = [
         Variant("baseline", "limiter off (baseline)", "none"),
-        Variant("memory", "memory://, fixed window", "memory"),
+        Variant("bare", "bare FastAPI app, no limiter (ceiling)", "none", engine="bare"),
     ]
-    found += [
-        Variant(f"redis-{STRATEGIES[s].tag}", f"redis://, {STRATEGIES[s].label}", "redis", s)
-        for s in strategies
-    ]
-    if scaled:
-        found.append(Variant("nginx-1", "nginx + 1 replica + Redis", "redis", replicas=1))
-        found.append(Variant("nginx-3", "nginx + 3 replicas + Redis", "redis", replicas=3))
+    for engine in engines:
+        # chatlimit's names stay as they were, so earlier reports compare row by row.
+        prefix, who = ("", "") if engine == "chatlimit" else (f"{engine}-", f"stock {engine}, ")
+        found.append(Variant(f"{prefix}memory", f"{who}memory://, fixed window", "memory",
+                             engine=engine))
+        found += [
+            Variant(f"{prefix}redis-{STRATEGIES[s].tag}", f"{who}redis://, {STRATEGIES[s].label}",
+                    "redis", s, engine=engine)
+            for s in strategies
+        ]
+        if scaled:
+            found.append(Variant(f"{prefix}nginx-1", f"{who}nginx + 1 replica + Redis", "redis",
+                                 replicas=1, engine=engine))
+            found.append(Variant(f"{prefix}nginx-3", f"{who}nginx + 3 replicas + Redis", "redis",
+                                 replicas=3, engine=engine))
     return found
 
 
@@ -74,13 +98,18 @@ def healthy(url: str) -> bool:
         return False
 
 
-def _start_single(variant: Variant, workdir: Path, redis: RedisServer | None) -> Process:
+def start_single(variant: Variant, workdir: Path, redis: RedisServer | None) -> Process:
     port = free_port()
     env = {**os.environ, **variant.env(), "STORAGE_URI": redis.url if redis else "memory://"}
     env.pop("REDIS_URL", None)
+    argv = (
+        [sys.executable, "-m", "chatlimit.tools.bench.bare_app", "--port", str(port)]
+        if variant.engine == "bare"
+        else chatlimit_argv("serve", "--port", str(port))
+    )
     process = Process(
         variant.name,
-        chatlimit_argv("serve", "--port", str(port)),
+        argv,
         workdir / f"{variant.name}.log",
         env=env,
     )
@@ -124,7 +153,7 @@ def running(chosen: list[Variant], workdir: Path) -> Iterator[list[Variant]]:
         for variant in chosen:
             if not variant.replicas:
                 own = redis if variant.storage == "redis" else None
-                processes.append((variant, _start_single(variant, workdir, own)))
+                processes.append((variant, start_single(variant, workdir, own)))
         for variant in chosen:
             if variant.replicas:
                 assert redis is not None

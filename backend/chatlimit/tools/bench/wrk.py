@@ -12,15 +12,8 @@ from ..processes import find_binary
 POST_BODY = '{"message": "hello, how many requests do I have left?"}'
 USER_AGENT = "chatlimit-bench/1"
 
-# POST /chat with a fixed User-Agent, so every request is one user's (one storage key).
 # done() prints one JSON line: exact percentiles from wrk's own histogram, no text parsing.
-POST_CHAT_LUA = r"""
-wrk.method = "POST"
-wrk.path = "/chat"
-wrk.body = '@BODY@'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["User-Agent"] = "@AGENT@"
-
+DONE_LUA = r"""
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -33,6 +26,42 @@ done = function(summary, latency, requests)
     latency.max))
 end
 """
+
+# POST /chat with a fixed User-Agent, so every request is one user's (one storage key).
+POST_CHAT_LUA = r"""
+wrk.method = "POST"
+wrk.path = "/chat"
+wrk.body = '@BODY@'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["User-Agent"] = "@AGENT@"
+""" + DONE_LUA
+
+# POST /chat as @USERS@ users in turn (from user @OFFSET@ on): user i has its own User-Agent
+# and its own address 10.x.y.z in X-Forwarded-For, which the app believes because wrk's peer,
+# 127.0.0.1, is a trusted proxy by default (TRUSTED_PROXIES). A user and an address each: two
+# storage keys per user (its own limit and its address's ceiling). One wrk thread, so one
+# counter walks the users in order. wrk.format per request costs wrk some CPU, so the
+# one-user point of the curve runs this same script with @USERS@ = 1.
+USERS_LUA = r"""
+local users, i = @USERS@, @OFFSET@
+local headers = {["Content-Type"] = "application/json"}
+local body = '@BODY@'
+
+request = function()
+  local u = i % users
+  i = i + 1
+  headers["User-Agent"] = "bench-user-" .. u
+  headers["X-Forwarded-For"] = string.format("10.%d.%d.%d",
+    math.floor(u / 65536) % 256, math.floor(u / 256) % 256, u % 256)
+  return wrk.format("POST", "/chat", headers, body)
+end
+""" + DONE_LUA
+
+
+def user_headers(user: int) -> dict[str, str]:
+    """What USERS_LUA sends as user `user`: the same identity, for checks from Python."""
+    address = f"10.{user // 65536 % 256}.{user // 256 % 256}.{user % 256}"
+    return {"User-Agent": f"bench-user-{user}", "X-Forwarded-For": address}
 
 MARKER = "CHATLIMIT_WRK "
 
@@ -83,7 +112,16 @@ class Wrk:
             POST_CHAT_LUA.replace("@BODY@", POST_BODY).replace("@AGENT@", USER_AGENT)
         )
 
-    def run(self, url: str, seconds: float) -> WrkResult:
+    def users_script(self, users: int, offset: int = 0) -> Path:
+        """A script for `users` distinct users in turn, starting with user `offset`."""
+        path = self.script.with_name(f"users_{users}_{offset}.lua")
+        path.write_text(
+            USERS_LUA.replace("@USERS@", str(users)).replace("@OFFSET@", str(offset))
+            .replace("@BODY@", POST_BODY)
+        )
+        return path
+
+    def run(self, url: str, seconds: float, script: Path | None = None) -> WrkResult:
         argv = [
             self.binary,
             f"-t{self.threads}",
@@ -92,7 +130,7 @@ class Wrk:
             "--timeout",
             "5s",
             "-s",
-            str(self.script),
+            str(script or self.script),
             url,
         ]
         done = subprocess.run(

@@ -1,0 +1,72 @@
+"""The bench's arithmetic: same-round ratios, spreads and the targets judged from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatlimit.tools.bench.curves import summarise_streams, summarise_users
+from chatlimit.tools.bench.report import summarise
+from chatlimit.tools.bench.targets import evaluate
+
+
+def _row(variant: str, rnd: int, rps: float, cpu: float = 100.0, **more: Any) -> dict[str, Any]:
+    return {"variant": variant, "round": rnd, "rps": rps, "p50_ms": 1.0, "p99_ms": 2.0,
+            "app_cpu_us": cpu, "redis_cpu_us": None, "redis_commands_per_request": 0.0,
+            "round_trips_per_request": 1.0, "non_2xx": 0, "socket_errors": 0, **more}
+
+
+def test_ratios_divide_by_the_same_round_so_a_slow_round_slows_both_sides() -> None:
+    rows = [
+        _row("baseline", 1, 1000), _row("bare", 1, 1100), _row("redis-fw", 1, 950, 108),
+        _row("slowapi-redis-fw", 1, 300),
+        # Round 2 ran on a busy machine: everything at half speed, the ratios unchanged.
+        _row("baseline", 2, 500), _row("bare", 2, 550), _row("redis-fw", 2, 475, 108),
+        _row("slowapi-redis-fw", 2, 150),
+    ]
+    summary = {s["variant"]: s for s in summarise(rows, ["baseline", "bare", "redis-fw",
+                                                         "slowapi-redis-fw"])}
+    ours = summary["redis-fw"]
+    assert ours["ratio"] == ours["ratio_min"] == ours["ratio_max"] == 0.95
+    assert round(ours["bare_ratio"], 3) == round(950 / 1100, 3)
+    assert round(ours["vs_slowapi"], 3) == round(950 / 300, 3)
+    targets = evaluate({"summary": list(summary.values())})
+    judged = {(t["variant"], t["what"]): t["met"] for t in targets}
+    assert judged[("redis-fw", "req/s ÷ limiter off")] is True  # 0.95 >= 0.90
+    assert judged[("redis-fw", "app CPU per request ÷ limiter off")] is True  # 1.08 <= 1.10
+    assert judged[("redis-fw", "req/s ÷ stock slowapi's")] is True  # 3.17 >= 2.5
+    assert not any(t["variant"] in ("baseline", "bare", "slowapi-redis-fw") for t in targets)
+
+
+def test_the_users_curve_compares_each_size_with_one_user_of_the_same_storage() -> None:
+    def point(storage: str, users: int, rnd: int, rps: float) -> dict[str, Any]:
+        return {"variant": f"users-{storage}-{users}", "storage": storage, "users": users,
+                "round": rnd, "rps": rps, "p99_ms": 5.0, "app_cpu_us": 200.0, "non_2xx": 0}
+
+    rows = [point("memory", 1, 1, 1000), point("memory", 1000, 1, 850),
+            point("redis", 1, 1, 800), point("redis", 1000, 1, 780)]
+    fills = {"users-memory-1000": {"users": 1000, "keys": 2000, "bytes_per_key": 300.0,
+                                   "measure": "app RSS"}}
+    layout = {"limits_memory": {"bytes_per_key": 400.0}}
+    users = summarise_users(rows, fills, layout)
+    ratios = {p["variant"]: p["ratio"] for p in users["summary"]}
+    assert ratios["users-memory-1000"] == 0.85 and ratios["users-redis-1000"] == 0.975
+    assert users["bytes"]["memory"]["ratio"] == 0.75
+    judged = {t["variant"]: t["met"] for t in evaluate({"summary": [], "users": users})}
+    assert judged == {"users-memory-1000": False, "users-redis-1000": True, "memory": True}
+
+
+def test_streaming_is_judged_against_limiter_off_in_the_same_round() -> None:
+    def run(variant: str, rnd: int, ttft: float, rate: float, calls: float | None
+            ) -> dict[str, Any]:
+        return {"variant": variant, "streams": 100, "round": rnd, "ttft_p50_ms": ttft,
+                "ttft_p99_ms": 2 * ttft, "tokens_per_s_p50": rate, "tokens_per_s_total": rate,
+                "app_cpu_ms_per_reply": 1.0, "storage_calls_per_reply": calls, "non_200": 0,
+                "errors": 0}
+
+    streams = summarise_streams([run("stream-off", 1, 10, 30, None),
+                                 run("stream-redis", 1, 10.5, 29, 2.0)])
+    on = streams["summary"][1]
+    assert on["ttft_p50_ratio"] == 1.05 and round(on["tokens_ratio"], 3) == round(30 / 29, 3)
+    judged = {t["what"]: t["met"] for t in evaluate({"summary": [], "streams": streams})}
+    assert judged == {"TTFT p50 ÷ limiter off": True, "TTFT p99 ÷ limiter off": True,
+                      "tokens/s, limiter off ÷ on": True, "storage calls per reply": True}
