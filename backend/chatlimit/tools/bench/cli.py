@@ -242,7 +242,7 @@ def main(args: argparse.Namespace) -> int:
             report["streams"] = _streams(Path(tmp) / "streams", sizes, rounds)
             config["streams"] = sizes
         if "ceiling" in sections:
-            report["ceiling"] = _ceiling(Path(tmp) / "ceiling", 5_000 if quick else 200_000)
+            report["ceiling"] = _ceiling(Path(tmp) / "ceiling", 5_000 if quick else 50_000)
     machine["load_after"] = bench_report.load_average()
     machine["wall_seconds"] = round(time.time() - started, 1)
     report["targets"] = evaluate(report)
@@ -265,18 +265,22 @@ def _users(wrk: Wrk, workdir: Path, sizes: list[int], rounds: int, seconds: floa
     with curve_servers(chosen, workdir, wrk) as fills:
         rows = run_curve(chosen, wrk, rounds=rounds, seconds=seconds, warmup=warmup)
     largest = max(sizes)
-    # limits' own layout for the same users, and MEMORY_MAX_KEYS' default at the largest size.
-    found: dict[str, Any] = {"limits_memory": layout.in_child("limits-memory", largest),
-                             "chatlimit_memory": layout.in_child("chatlimit-memory", largest),
+    # limits' own layout for the same users (the curve's point nearest LAYOUT_USERS: bytes per
+    # key do not change with the count, and limits' MemoryStorage takes minutes for a million),
+    # and MEMORY_MAX_KEYS' default at the largest size.
+    same = max((n for n in sizes if n <= layout.LAYOUT_USERS), default=largest)
+    found: dict[str, Any] = {"users": same,
+                             "limits_memory": layout.in_child("limits-memory", same),
+                             "chatlimit_memory": layout.in_child("chatlimit-memory", same),
                              "capped": layout.in_child("chatlimit-memory", largest,
                                                        layout.DEFAULT_MAX_KEYS)}
     redis = RedisServer(workdir, name="layout-redis").start()
     try:
-        found["limits_redis"] = layout.limits_redis(redis, largest)
+        found["limits_redis"] = layout.limits_redis(redis, same)
     finally:
         redis.stop()
     for name, row in found.items():
-        print(f"layout {name}: {row}")
+        print(f"layout {name}: {row}", flush=True)
     return summarise_users(rows, fills, found)
 
 

@@ -39,8 +39,9 @@ def summarise_users(rows: list[dict[str, Any]], fills: dict[str, dict[str, Any]]
     for storage, limits_key in (("memory", "limits_memory"), ("redis", "limits_redis")):
         ours = [p for p in summary if p["storage"] == storage and p.get("bytes_per_key")]
         theirs = layout.get(limits_key)
+        same = [p for p in ours if p["users"] == layout.get("users")]
         if ours:
-            largest = max(ours, key=lambda p: p["users"])
+            largest = (same or sorted(ours, key=lambda p: p["users"]))[-1]
             mine_bytes = largest["bytes_per_key"]
             ratio = mine_bytes / theirs["bytes_per_key"] if theirs else None
             bytes_rows[storage] = {"users": largest["users"], "bytes_per_key": mine_bytes,

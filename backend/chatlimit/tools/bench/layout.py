@@ -22,6 +22,7 @@ from .users import STRATEGY, _items, app_keys, rss_bytes
 
 ROUTE = "chatlimit.web.routes.chat.chat"  # slowapi's scope for the /chat route
 DEFAULT_MAX_KEYS = 100_000  # Settings.memory_max_keys' default
+LAYOUT_USERS = 100_000
 
 
 def limits_keys(user: int) -> list[tuple[Any, str]]:
