@@ -16,7 +16,9 @@ from fastapi.templating import Jinja2Templates
 from . import __version__
 from .limiter import Breaker, Limiter
 from .limiter.headers import EXPOSED
-from .limiter.identity import make_key_func
+from .limiter.identity import make_address_key_func, make_key_func
+from .limiter.stock import AnyLimiter, stock_limiter
+from .limiter.tiers import Tiers
 from .model import model_for
 from .observe import Metrics, Observer
 from .observe.http import HttpMetrics
@@ -55,8 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mode=settings.rate_limit_mode,
     ) if settings.metrics_enabled else None
     observer = Observer(metrics, shadow=settings.shadow)
-    user_key = make_key_func(settings.trusted_proxies)
-    limiter = Limiter(
+    address_key = make_address_key_func(settings.trusted_proxies)
+    # API_KEYS: a known key is its own identity and picks its tier's limit (TIER_LIMITS).
+    tiers = Tiers(settings.api_key_tiers, settings.tiers, make_key_func(settings.trusted_proxies)
+                  ) if settings.api_key_tiers else None
+    user_key = tiers.key_func if tiers else make_key_func(settings.trusted_proxies)
+    limiter: AnyLimiter = Limiter(
         key_func=user_key,
         strategy=strategy,
         headers_enabled=True,
@@ -66,14 +72,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         breaker=Breaker(counter, fallback, settings.fail_mode, observer),
         shadow=settings.shadow,
         observer=observer,
+        ceilings=[address_key],
+    ) if settings.rate_limit_engine == "chatlimit" else stock_limiter(
+        # Stock slowapi beside it: no fail mode, no shadow mode, no metrics of its decisions.
+        user_key, settings.storage_uri, strategy, enabled=settings.rate_limit_enabled,
     )
     model = model_for(settings)  # opens no connection until the first message
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info(
-            "%s serving: storage=%s strategy=%s limit=%s enabled=%s mode=%s metrics=%s",
-            settings.instance_name, settings.storage_uri_masked, settings.rate_limit_strategy,
+            "%s serving: engine=%s storage=%s strategy=%s limit=%s enabled=%s mode=%s metrics=%s",
+            settings.instance_name, settings.rate_limit_engine, settings.storage_uri_masked,
+            settings.rate_limit_strategy,
             settings.rate_limit, settings.rate_limit_enabled, settings.rate_limit_mode,
             settings.metrics, extra={"event": "serving"},
         )
@@ -106,11 +117,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.limiter = limiter
+    app.state.tiers = tiers
     app.state.templates = Jinja2Templates(directory=frontend_dir() / "templates")
 
     errors.install(app)
 
-    app.include_router(chat.build_router(limiter, settings, model, user_key))
+    app.include_router(chat.build_router(limiter, settings, model, user_key, address_key, tiers))
     app.include_router(health.router)
     app.include_router(observe.build_router(observer, settings))
     app.include_router(pages.router)

@@ -6,11 +6,19 @@ import ipaddress
 import re
 import socket
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal
 
 from limits import RateLimitItem
 from limits.util import parse_many
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .strategies import NAMES as STRATEGY_NAMES
@@ -50,7 +58,13 @@ ACCEPTS = {
     "log_level": "debug, info, warning or error",
     "metrics": "on or off",
     "rate_limit_mode": "enforce or shadow",
+    "rate_limit_engine": "chatlimit (default) or slowapi (stock slowapi.Limiter, which has no "
+    "shadow mode: only with RATE_LIMIT_MODE=enforce)",
     "log_format": "text or json",
+    "tier_limits": "tier=limit pairs joined by ';', with a 'free' tier, e.g. "
+    "free=3/minute;pro=30/minute (a tier's several limits: free=3/minute;20/hour;pro=30/minute)",
+    "api_keys": "key=tier pairs joined by ',' (or one per line in a file given as @/path), each "
+    "tier one of TIER_LIMITS, e.g. k1=pro,k2=free",
     "llm_base_url": "empty (the built-in demo model) or an OpenAI-compatible API's base URL, "
     "e.g. http://127.0.0.1:8001/v1 or https://router.huggingface.co/v1",
     "llm_model": "a model name of 1 to 200 characters, e.g. chatlimit-demo",
@@ -68,6 +82,43 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MULTIPLE = re.compile(r"(\d{1,6})x")
 _OFF = ("", "off", "none", "false")
+def parse_tiers(value: str) -> dict[str, str]:
+    """"free=3/minute;20/hour;pro=30/minute" -> {"free": "3/minute;20/hour", "pro": ...}: a
+    piece without '=' is one more limit of the tier before it."""
+    tiers: dict[str, list[str]] = {}
+    current = None
+    for piece in (p.strip() for p in value.split(";") if p.strip()):
+        name, sep, limit = piece.partition("=")
+        if sep:
+            current = name.strip()
+            if not _NAME.fullmatch(current) or current in tiers:
+                raise ValueError("a tier name is invalid or repeated")
+            tiers[current] = []
+            piece = limit
+        if current is None:
+            raise ValueError("a limit comes before any tier name")
+        parse_many(piece)
+        tiers[current].append(piece.strip())
+    return {name: ";".join(limits) for name, limits in tiers.items()}
+
+
+def parse_api_keys(value: str) -> dict[str, str]:
+    """"k1=pro,k2=free", or "@/path" to a file holding the same (commas or lines)."""
+    value = value.strip()
+    if value.startswith("@"):
+        try:
+            value = Path(value[1:]).read_text()
+        except OSError:
+            raise ValueError("the API_KEYS file cannot be read") from None
+    keys: dict[str, str] = {}
+    for entry in (e.strip() for e in re.split(r"[,\n]", value) if e.strip()):
+        key, sep, tier = entry.rpartition("=")  # a key may end in base64 padding
+        if not sep or not key.strip() or any(c.isspace() for c in key.strip()):
+            raise ValueError("an entry is not key=tier")
+        keys[key.strip()] = tier.strip()
+    return keys
+
+
 class SettingsError(Exception):
     """A configuration error, reported as one line naming the variable and what it accepts."""
 
@@ -114,6 +165,13 @@ class Settings(BaseSettings):
     # shadow: count and report every refusal (metrics, X-RateLimit-Shadow, a log line) but
     # refuse nothing, to try a limit before enforcing it.
     rate_limit_mode: Literal["enforce", "shadow"] = "enforce"
+    # Who counts: chatlimit's Limiter, or stock slowapi.Limiter beside it for comparison
+    # (README: "Stock slowapi beside it"). The routes and their decorators are the same.
+    rate_limit_engine: Literal["chatlimit", "slowapi"] = "chatlimit"
+    # Each tier's limits for /chat, used once API_KEYS names a key; anonymous users are free.
+    tier_limits: str = "free=3/minute;pro=30/minute"
+    # A secret: "key=tier,..." or "@/path/to/file". Empty: no keys, RATE_LIMIT for everyone.
+    api_keys: SecretStr = SecretStr("")
     # The model behind /chat (model/backends.py). Empty base URL: the in-process demo model.
     llm_base_url: str = ""
     llm_model: str = Field(default="chatlimit-demo", min_length=1, max_length=200)
@@ -170,6 +228,31 @@ class Settings(BaseSettings):
                 raise ValueError("a multiple must be at least 1x")
             return value
         parse_many(value)
+        return value
+
+    @field_validator("rate_limit_engine")
+    @classmethod
+    def _engine_can_do_the_mode(cls, value: str, info: ValidationInfo) -> str:
+        if value == "slowapi" and info.data.get("rate_limit_mode") == "shadow":
+            raise ValueError("stock slowapi has no shadow mode")
+        return value
+
+    @field_validator("tier_limits")
+    @classmethod
+    def _parsable_tiers(cls, value: str) -> str:
+        tiers = parse_tiers(value)
+        if "free" not in tiers:
+            raise ValueError("no free tier (anonymous users count as free)")
+        return value.strip()
+
+    @field_validator("api_keys")
+    @classmethod
+    def _known_tiers(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        # The messages never repeat a key: the value is a secret.
+        tiers = parse_tiers(info.data.get("tier_limits") or "free=3/minute")
+        for tier in parse_api_keys(value.get_secret_value()).values():
+            if tier not in tiers:
+                raise ValueError("a key names a tier that TIER_LIMITS does not define")
         return value
 
     @field_validator("llm_base_url")
@@ -261,6 +344,16 @@ class Settings(BaseSettings):
         )
 
     @cached_property
+    def tiers(self) -> dict[str, str]:
+        """TIER_LIMITS as {tier: limit string}."""
+        return parse_tiers(self.tier_limits)
+
+    @cached_property
+    def api_key_tiers(self) -> dict[str, str]:
+        """API_KEYS as {key: tier}; empty when unset. Secret: never logged or shown."""
+        return parse_api_keys(self.api_keys.get_secret_value())
+
+    @cached_property
     def storage(self) -> StorageLocation:
         """STORAGE_URI, parsed once."""
         return parse_storage_uri(self.storage_uri)
@@ -288,7 +381,7 @@ def load_settings(**overrides: object) -> Settings:
         field = str(error["loc"][0]) if error["loc"] else "settings"
         raw = error.get("input")
         shown = mask_uri(raw) if isinstance(raw, str) else raw
-        if field == "llm_api_key":
+        if field in ("llm_api_key", "api_keys"):
             shown = "***"
         variable = field.upper()
         accepts = ACCEPTS.get(field, "a valid value")

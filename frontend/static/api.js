@@ -6,6 +6,12 @@ const TIMEOUT_MS = 15000;
 
 const degradedIn = (res) => res.headers.has("x-ratelimit-degraded");
 
+// The API key typed into the page (API_KEYS): kept in this page's memory only, sent as
+// Authorization: Bearer on every request, never stored or shown.
+let apiKey = "";
+export function setApiKey(key) { apiKey = key.trim(); }
+const auth = () => (apiKey ? { Authorization: `Bearer ${apiKey}` } : {});
+
 export async function request(path, init = {}) {
   const controller = new AbortController();
   const timer = window.setTimeout(() => controller.abort(), TIMEOUT_MS);
@@ -14,7 +20,7 @@ export async function request(path, init = {}) {
       ...init,
       cache: "no-store",
       signal: controller.signal,
-      headers: { Accept: "application/json", ...(init.headers || {}) },
+      headers: { Accept: "application/json", ...auth(), ...(init.headers || {}) },
     });
     let body = null;
     if ((res.headers.get("content-type") || "").includes("json")) {
@@ -51,7 +57,7 @@ export async function streamChat(message, history, on, signal) {
   try {
     res = await fetch("/chat", {
       method: "POST", cache: "no-store", signal,
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...auth() },
       body: JSON.stringify({ message, history }),
     });
   } catch (err) {

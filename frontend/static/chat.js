@@ -2,7 +2,7 @@
 // banner, and the wiring of the quota, Burst and per-replica panels (quota.js, burst.js,
 // replicas.js). Every string from the server or the user goes in with textContent.
 
-import { describe, request, streamChat } from "./api.js";
+import { describe, request, setApiKey, streamChat } from "./api.js";
 import { burst } from "./burst.js";
 import { $, announcer, badge as makeBadge, make } from "./dom.js";
 import { Quota } from "./quota.js";
@@ -15,6 +15,7 @@ const ui = {
   list: $("messages"), empty: $("empty"),
   notice: $("notice"), noticeText: $("notice-text"), noticeDismiss: $("notice-dismiss"),
   modeKind: $("mode-kind"), modeStorage: $("mode-storage"), modeStrategy: $("mode-strategy"),
+  modeEngine: $("mode-engine"),
   modeLimit: $("mode-limit"), modeNote: $("mode-note"),
   burstForm: $("burst-form"), burstCount: $("burst-count"), replicas: $("replicas"),
   limitOthers: $("limit-others"), quotaLive: $("quota-live"),
@@ -66,6 +67,7 @@ function renderInfo(info) {
   const many = info.mode === "scaled";
   ui.modeKind.textContent = many ? `Scaled · ${count} replicas` : "Single process";
   ui.modeStrategy.textContent = info.strategy;
+  ui.modeEngine.textContent = info.engine === "slowapi" ? "stock slowapi" : "chatlimit's limiter";
   ui.modeLimit.textContent = info.enabled ? info.limits.join(" + ") || info.rate_limit : "limit off";
   renderStorage();
   ui.replicas.hidden = count === 0;
@@ -120,6 +122,11 @@ const quota = new Quota({
   limit: $("limit"), limitTitle: $("limit-title"), countdown: $("limit-countdown"),
 }, { refresh: refreshQuota, onBlocked: updateSend, announce, badge });
 
+function showTier(tier) {
+  $("quota-tier").hidden = !tier;
+  $("quota-tier-name").textContent = tier || "";
+}
+
 const unavailable = (res) => res.status === 503 && res.body && res.body.error === "storage_unavailable";
 
 async function refreshQuota() {
@@ -128,6 +135,7 @@ async function refreshQuota() {
   window.clearTimeout(state.quotaRetry);
   if (res.ok && res.body) {
     quota.set(res.body.quota, res.servedBy, scaled(), res.body.enabled);
+    showTier(res.body.tier);
     succeeded();
   } else if (unavailable(res)) {
     // FAIL_MODE=closed with the storage down: nothing can be counted, so say that, and ask
@@ -137,6 +145,16 @@ async function refreshQuota() {
   } else fail(res);
   refreshReplicas();
   return res.ok;
+}
+
+// API_KEYS: the key typed here is sent with every request from now on (api.js).
+const keyForm = document.getElementById("key-form");
+if (keyForm) {
+  keyForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    setApiKey($("api-key").value);
+    refreshQuota();
+  });
 }
 
 const replicaUi = { list: $("replica-list"), verdict: $("replicas-verdict"), refresh: $("replicas-refresh") };

@@ -130,7 +130,8 @@ def test_with_the_limiter_disabled_nothing_is_limited(make_client: ClientFactory
     assert {a.status_code for a in answers} == {HTTPStatus.OK}
     assert answers[0].json()["quota"] is None
     assert "X-RateLimit-Limit" not in answers[0].headers
-    assert client.get("/api/quota").json() == {"served_by": "test-1", "enabled": False, "quota": None}
+    assert client.get("/api/quota").json() == {"served_by": "test-1", "enabled": False, "quota": None,
+                                              "tier": None}
 
 
 def test_storage_keys_hold_a_hash_never_the_address(make_client: ClientFactory, redis_url: str, redis_server: RedisServer) -> None:

@@ -42,6 +42,7 @@ def test_info_describes_the_instance_and_masks_the_password(make_client: ClientF
     assert answer.json() == {
         "instance": "app-2",
         "mode": "scaled",
+        "engine": "chatlimit",
         "replicas": ["app-1", "app-2", "app-3"],
         "storage": {"kind": "redis", "uri": "redis://:***@127.0.0.1:1/0"},
         "strategy": "moving-window",
@@ -50,6 +51,7 @@ def test_info_describes_the_instance_and_masks_the_password(make_client: ClientF
         "enabled": True,
         "fail_mode": "open",
         "model": {"kind": "demo", "name": "chatlimit-demo", "base_url": "", "max_tokens": 256},
+        "tiers": None,
     }
 
 

@@ -59,6 +59,28 @@ def in_memory(make_cluster: MakeCluster) -> Cluster:
     return warmed(make_cluster(storage="memory", env=ENV))
 
 
+# RATE_LIMIT_ENGINE=slowapi: stock slowapi.Limiter counts, with the same routes and decorators.
+ENGINES = ["chatlimit", "slowapi"]
+STOCK = {"RATE_LIMIT_ENGINE": "slowapi"}
+
+
+@pytest.fixture(scope="module")
+def stock_shared(make_cluster: MakeCluster, shared: Cluster) -> Cluster:
+    """Stock slowapi's three replicas, on the same redis-server."""
+    return warmed(make_cluster(env={**ENV, **STOCK}, redis=shared.redis))
+
+
+@pytest.fixture(scope="module")
+def stock_in_memory(make_cluster: MakeCluster) -> Cluster:
+    return warmed(make_cluster(storage="memory", env={**ENV, **STOCK}))
+
+
+def engine_cluster(request: pytest.FixtureRequest, engine: str, storage: str) -> Cluster:
+    name = {"redis": "shared", "memory": "in_memory"}[storage]
+    cluster: Cluster = request.getfixturevalue(name if engine == "chatlimit" else f"stock_{name}")
+    return cluster
+
+
 Headers = dict[str, str]
 
 
@@ -74,6 +96,12 @@ def user() -> Headers:
     """A client no other test uses (its own User-Agent and address), so a fresh quota; the
     per-address ceiling (RATE_LIMIT_PER_ADDRESS) of loopback is left alone."""
     return {"User-Agent": f"test-user/{uuid.uuid4().hex[:12]}", "X-Forwarded-For": fresh_address()}
+
+
+def first(value: str) -> int:
+    """A header's first value: stock slowapi (RATE_LIMIT_ENGINE=slowapi) sends its
+    X-RateLimit-* headers once per stacked decorator, which arrive joined ("2, 2")."""
+    return int(value.split(",")[0])
 
 
 @dataclass(frozen=True)
@@ -94,7 +122,7 @@ async def _burst(url: str, count: int, headers: dict[str, str]) -> list[Answer]:
             response = await client.post(f"{url}/chat", json={"message": "hello"})
             remaining = response.headers.get("x-ratelimit-remaining")
             return Answer(response.status_code, response.headers.get("x-served-by", "?"),
-                          int(remaining) if remaining else None, started)
+                          first(remaining) if remaining else None, started)
 
         return await asyncio.gather(*(one() for _ in range(count)))
 
@@ -110,7 +138,7 @@ def sequential(url: str, count: int, user: Headers) -> list[Answer]:
         for _ in range(count):
             response = client.post(f"{url}/chat", json={"message": "hello"})
             answers.append(Answer(response.status_code, response.headers["x-served-by"],
-                                  int(response.headers["x-ratelimit-remaining"]), 0.0))
+                                  first(response.headers["x-ratelimit-remaining"]), 0.0))
         return answers
 
 
@@ -136,19 +164,23 @@ def quota_views(cluster: Cluster, user: Headers) -> dict[str, int]:
 
 # --- exactness and the bypass -------------------------------------------------------------
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_300_concurrent_requests_through_nginx_allow_exactly_the_limit_for_every_strategy(
-    make_cluster: MakeCluster, shared: Cluster, user: Headers, strategy: str
+    make_cluster: MakeCluster, request: pytest.FixtureRequest, user: Headers, strategy: str,
+    engine: str,
 ) -> None:
+    base = engine_cluster(request, engine, "redis")
     if strategy == "fixed-window":
-        cluster = shared
+        cluster = base
     else:  # its own replicas, on the same redis-server
-        cluster = warmed(make_cluster(env={**ENV, "RATE_LIMIT_STRATEGY": strategy},
-                                      redis=shared.redis))
+        cluster = warmed(make_cluster(
+            env={**ENV, "RATE_LIMIT_STRATEGY": strategy, "RATE_LIMIT_ENGINE": engine},
+            redis=base.redis))
     try:
         answers = burst(cluster.url, 300, user)
     finally:
-        if cluster is not shared:
+        if cluster is not base:
             cluster.stop()
     assert statuses(answers) == {HTTPStatus.OK: LIMIT, HTTPStatus.TOO_MANY_REQUESTS: 300 - LIMIT}
     assert served_by(answers, HTTPStatus.TOO_MANY_REQUESTS) == set(cluster.names)
@@ -158,11 +190,13 @@ def test_300_concurrent_requests_through_nginx_allow_exactly_the_limit_for_every
     assert sum(granted[name] < LIMIT for name in cluster.names) >= len(cluster.names) - 1
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_with_memory_storage_each_replica_counts_alone_so_300_requests_get_three_times_the_limit(
-    in_memory: Cluster, user: Headers
+    request: pytest.FixtureRequest, user: Headers, engine: str
 ) -> None:
     # The failure mode chatlimit exists to show: nothing is shared, so every replica grants
     # the full limit and one user gets replicas x limit.
+    in_memory = engine_cluster(request, engine, "memory")
     answers = burst(in_memory.url, 300, user)
     assert statuses(answers) == {HTTPStatus.OK: 3 * LIMIT,
                                  HTTPStatus.TOO_MANY_REQUESTS: 300 - 3 * LIMIT}
@@ -172,14 +206,15 @@ def test_with_memory_storage_each_replica_counts_alone_so_300_requests_get_three
 
 # --- the guide's scenarios, through `chatlimit compare` ----------------------------------
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(("storage", "allowed", "verdict"), [
     ("redis", LIMIT, "ENFORCED: 10 of 30 allowed (limit 10)"),
     ("memory", 3 * LIMIT, "BYPASSED: 30 of 30 allowed, limit 10: each replica counts alone"),
 ])
 def test_guides_shopping_day_30_requests_over_3_replicas_with_limit_10(
-    shared: Cluster, in_memory: Cluster, storage: str, allowed: int, verdict: str
+    request: pytest.FixtureRequest, storage: str, allowed: int, verdict: str, engine: str
 ) -> None:
-    cluster = shared if storage == "redis" else in_memory
+    cluster = engine_cluster(request, engine, storage)
     result = asyncio.run(compare.run(cluster.url, requests=30))
     assert result.limit == LIMIT
     assert result.allowed == allowed
@@ -344,13 +379,14 @@ def _read_until(process: subprocess.Popen[bytes], marker: str, timeout: float = 
 
 
 # Memory is asked for as the replicas' variable, STORAGE_URI=memory://, which the cluster honours.
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(("storage", "asked", "expect", "verdict"), [
     ("redis", {}, "enforced", "ENFORCED: 3 of 6 allowed (limit 3)"),
     ("memory", {"STORAGE_URI": "memory://"}, "bypassed",
      "BYPASSED: 6 of 6 allowed, limit 3: each replica counts alone"),
 ])
 def test_chatlimit_cluster_shows_the_guides_six_requests_and_leaves_no_process_after_sigterm(
-    storage: str, asked: dict[str, str], expect: str, verdict: str
+    storage: str, asked: dict[str, str], expect: str, verdict: str, engine: str
 ) -> None:
     for binary in ("redis-server", "nginx"):
         try:
@@ -358,7 +394,8 @@ def test_chatlimit_cluster_shows_the_guides_six_requests_and_leaves_no_process_a
         except MissingBinary as exc:
             missing(str(exc))
     port = free_port()
-    env = {**os.environ, "RATE_LIMIT": "3/minute", **PATIENT, **asked}
+    env = {**os.environ, "RATE_LIMIT": "3/minute", "RATE_LIMIT_ENGINE": engine, **PATIENT,
+           **asked}
     cluster = subprocess.Popen(
         [sys.executable, "-m", "chatlimit", "cluster", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,

@@ -65,6 +65,10 @@ class Decision:
 
 def decision_of(request: Request) -> Decision | None:
     decision: Decision | None = getattr(request.state, "rate_limit", None)
+    if decision is None and getattr(request.state, "view_rate_limit", None) is not None:
+        from .stock import stock_decision  # RATE_LIMIT_ENGINE=slowapi
+
+        decision = request.state.rate_limit = stock_decision(request)
     return decision
 
 
@@ -114,7 +118,13 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         breaker: Breaker | None = None,
         shadow: bool = False,
         observer: Observer | None = None,
+        ceilings: Sequence[Callable[..., Any]] = (),
     ) -> None:
+        """slowapi's arguments, then chatlimit's own: the fail-mode guarded storage (instead
+        of storage_uri), shadow mode, the observer, and `ceilings`: key functions whose
+        limits are per-address ceilings (counted after the caller's own limits, so a request
+        those refuse never uses up the ceiling everyone at the address shares, and shown in
+        the headers only once they refuse)."""
         if config_filename is not None:
             raise ConfigurationError("chatlimit's Limiter reads no configuration file: pass "
                                      "every option to Limiter(...) in code.")
@@ -140,6 +150,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         self.breaker = breaker
         self.counter = breaker.counter
         self.shadow = shadow
+        self._ceilings = frozenset(ceilings)
         self.enabled = enabled
         self._key_func = key_func
         self._key_prefix = key_prefix
@@ -183,10 +194,11 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         error_message: str | None = None, exempt_when: Callable[..., Any] | None = None,
         cost: int | Callable[..., Any] = 1, override_defaults: bool = True,
     ) -> Callable[..., Any]:
+        key_func = key_func or self._key_func
         return self._decorator(Rule.build(
-            limit_value, key_func or self._key_func, per_method=per_method, methods=methods,
+            limit_value, key_func, per_method=per_method, methods=methods,
             error_message=error_message, exempt_when=exempt_when, cost=cost,
-            override_defaults=override_defaults))
+            override_defaults=override_defaults, ceiling=key_func in self._ceilings))
 
     def shared_limit(
         self, limit_value: LimitValue, scope: str | Callable[[str], str],
@@ -197,15 +209,6 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         return self._decorator(Rule.build(
             limit_value, key_func or self._key_func, scope=scope, error_message=error_message,
             exempt_when=exempt_when, cost=cost, override_defaults=override_defaults))
-
-    def ceiling(self, limit_value: str, *, key_func: Callable[..., str]) -> Callable[..., Any]:
-        """A coarser limit on a route, keyed by `key_func` (e.g. the client address alone).
-
-        Stack it on `limit`: it is counted in the same script call, after the route's own
-        limits, so a request those refuse never uses up the ceiling of everyone sharing the
-        address. The headers keep describing the caller's own limits unless a ceiling refuses.
-        """
-        return self._decorator(Rule.build(limit_value, key_func, ceiling=True))
 
     def exempt(self, obj: Callable[..., Any]) -> Callable[..., Any]:
         """No limit applies to this route, not even the default and application limits."""

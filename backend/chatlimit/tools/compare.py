@@ -180,8 +180,10 @@ async def _limit_from_info(client: httpx.AsyncClient, base: str) -> int | None:
 
 
 def _int(value: str | None) -> int | None:
+    # A header sent twice arrives joined ("2, 2"): stock slowapi sends its X-RateLimit-*
+    # headers once per stacked decorator (RATE_LIMIT_ENGINE=slowapi).
     try:
-        return int(value) if value is not None else None
+        return int(value.split(",")[0]) if value is not None else None
     except ValueError:
         return None
 

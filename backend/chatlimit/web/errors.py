@@ -28,6 +28,7 @@ log = logging.getLogger("chatlimit.errors")
 
 _CODES = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",

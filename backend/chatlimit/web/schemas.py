@@ -95,6 +95,7 @@ class QuotaResponse(BaseModel):
     served_by: str
     enabled: bool
     quota: QuotaBody | None
+    tier: str | None = Field(default=None, description="the caller's tier, with API_KEYS set")
 
 
 class StorageInfo(BaseModel):
@@ -113,6 +114,7 @@ class ModelInfo(BaseModel):
 class InfoResponse(BaseModel):
     instance: str
     mode: Literal["single", "scaled"]
+    engine: Literal["chatlimit", "slowapi"]  # RATE_LIMIT_ENGINE: who counts
     replicas: list[str]
     storage: StorageInfo
     strategy: str
@@ -121,6 +123,8 @@ class InfoResponse(BaseModel):
     enabled: bool
     fail_mode: str
     model: ModelInfo
+    # TIER_LIMITS when API_KEYS is set: tier names and limits, never a key.
+    tiers: dict[str, str] | None = None
 
 
 class StatsSeries(BaseModel):

@@ -8,11 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from ...limiter import Limiter, decision_of
+from ...limiter import decision_of
 from ...limiter.headers import raw_headers
-from ...limiter.identity import make_address_key_func
+from ...limiter.stock import AnyLimiter, standing
+from ...limiter.tiers import Tiers
 from ...model import ChatModel, Turn, conversation
 from ...settings import Settings
+from ..deps import require_known_key
 from ..schemas import (
     ChatRequest,
     ChatResponse,
@@ -45,22 +47,28 @@ def _unlimited(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_router(
-    limiter: Limiter, settings: Settings, model: ChatModel, user_key: Callable[[Request], str]
+    limiter: AnyLimiter, settings: Settings, model: ChatModel,
+    user_key: Callable[[Request], str], address_key: Callable[[Request], str],
+    tiers: Tiers | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["chat"])
     # RATE_LIMIT_PER_ADDRESS: one address cannot mint quotas by rotating its User-Agent.
+    # slowapi's own decorator on either engine; chatlimit's counts it as a ceiling (app.py).
+    # A known API key is exempt from it: it is one client whatever its address.
     per_address: Callable[[Callable[..., Any]], Callable[..., Any]] = (
-        limiter.ceiling(
-            settings.address_limit, key_func=make_address_key_func(settings.trusted_proxies)
-        )
+        limiter.limit(settings.address_limit, key_func=address_key,
+                      exempt_when=tiers.keyed if tiers else None)
         if settings.address_limit
         else _unlimited
     )
+    # API_KEYS: slowapi's dynamic limit, a callable of the key, picks the caller's tier.
+    own_limit: str | Callable[[str], str] = tiers.limit_for if tiers else settings.rate_limit
 
     @router.post(
         "/chat",
-        dependencies=[Depends(require_json)],
+        dependencies=[Depends(require_known_key), Depends(require_json)],
         responses={
+            401: {"model": ErrorBody},
             400: {"model": ErrorBody},
             413: {"model": ErrorBody},
             415: {"model": ErrorBody},
@@ -72,7 +80,7 @@ def build_router(
         },
     )
     @per_address
-    @limiter.limit(settings.rate_limit)
+    @limiter.limit(own_limit)
     async def chat(request: Request, response: Response, body: ChatRequest) -> ChatResponse:
         """Send a message and get the model's reply, as JSON or (Accept: text/event-stream)
         streamed; each accepted message costs one request of quota."""
@@ -98,16 +106,18 @@ def build_router(
             usage=UsageBody(**reply.settled_usage().as_dict()),
         )
 
-    @router.get("/api/quota", responses={503: {"model": ErrorBody}})
+    @router.get("/api/quota", dependencies=[Depends(require_known_key)],
+                responses={401: {"model": ErrorBody}, 503: {"model": ErrorBody}})
     async def quota(request: Request, response: Response) -> QuotaResponse:
         """The caller's current /chat quota, consuming nothing."""
-        decision = await limiter.quota(request, chat)
+        decision = await standing(limiter, request, chat, "/chat")
         if decision is not None:
             response.raw_headers.extend(raw_headers(decision))
         return QuotaResponse(
             served_by=settings.instance_name,
             enabled=limiter.enabled,
             quota=QuotaBody(**decision.quota.as_dict()) if decision else None,
+            tier=tiers.tier_of(request) if tiers else None,
         )
 
     return router

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from ...limiter.stock import reachable
 from ...uri import mask_uri
 from ..deps import LimiterDep, SettingsDep
 from ..schemas import HealthResponse, InfoResponse, ModelInfo, StorageInfo
@@ -21,7 +22,7 @@ async def healthz(settings: SettingsDep) -> HealthResponse:
 @router.get("/readyz", responses={503: {"model": HealthResponse}})
 async def readyz(settings: SettingsDep, limiter: LimiterDep) -> JSONResponse:
     """Ready when the rate-limit storage answers (bounded by the Redis timeouts)."""
-    ok = await limiter.counter.ping()
+    ok = await reachable(limiter)
     body = HealthResponse(
         status="ready" if ok else "unavailable",
         served_by=settings.instance_name,
@@ -36,6 +37,7 @@ async def info(settings: SettingsDep) -> InfoResponse:
     return InfoResponse(
         instance=settings.instance_name,
         mode="scaled" if settings.scaled else "single",
+        engine=settings.rate_limit_engine,
         replicas=list(settings.replica_names),
         storage=StorageInfo(kind=settings.storage_kind, uri=settings.storage_uri_masked),
         strategy=settings.rate_limit_strategy,
@@ -43,6 +45,7 @@ async def info(settings: SettingsDep) -> InfoResponse:
         limits=[str(item) for item in settings.limits],
         enabled=settings.rate_limit_enabled,
         fail_mode=settings.fail_mode,
+        tiers=settings.tiers if settings.api_key_tiers else None,
         model=ModelInfo(
             kind="openai-compatible" if settings.llm_base_url else "demo",
             name=settings.llm_model if settings.llm_base_url else "chatlimit-demo",

@@ -25,9 +25,11 @@ async def index(request: Request, settings: SettingsDep, templates: TemplatesDep
             "replica_count": len(settings.replica_names),
             "storage_kind": settings.storage_kind,
             "strategy": settings.rate_limit_strategy,
+            "engine": settings.rate_limit_engine,
             # Spelled as /api/info spells it ("3 per 1 minute"), so chat.js changes nothing.
             "limits": " + ".join(str(item) for item in settings.limits),
             "enabled": settings.rate_limit_enabled,
+            "tiers": bool(settings.api_key_tiers),
         },
         # The page must never be served stale: its banner describes this deployment.
         headers={"Cache-Control": "no-store"},
