@@ -18,7 +18,8 @@ export async function askReplicas(names) {
   });
 }
 
-// What the views add up to: {tone: "good" | "bad" | "open", text, together, limit, out, open}.
+// What the views add up to: {tone: "good" | "bad" | "open", text, together, limit, out, open,
+// shared}.
 // out: the replicas with nothing left for you; open: those that would still let you through.
 export function judge(views, info) {
   const counted = views.filter((view) => view.quota);
@@ -49,10 +50,11 @@ export function judge(views, info) {
     tone = "open";
     text = `Together they let ${together} through; the limit is ${limit}. Each replica counts you on its own, so the sum can pass the limit: send a few more, or a burst.`;
   }
-  return { tone, text, together, limit, out, open };
+  return { tone, text, together, limit, out, open, shared };
 }
 
-// ui: {list, verdict}; badge(name) colours a name.
+// ui: {list, verdict}; badge(name) colours a name. A replica reading the shared count "sees"
+// it; one counting alone "let" that many through itself.
 export function showReplicaViews(ui, views, verdict, badge) {
   ui.list.replaceChildren(...views.map(({ name, res, quota }) => {
     const item = make("li", "replica");
@@ -60,7 +62,8 @@ export function showReplicaViews(ui, views, verdict, badge) {
     item.appendChild(badge(name));
     if (quota) {
       const used = Math.max(0, quota.limit - quota.remaining);
-      const text = `let ${used} through, ${quota.remaining} of ${quota.limit} left`;
+      const counted = verdict.shared ? `sees ${used} used` : `let ${used} through`;
+      const text = `${counted}, ${quota.remaining} of ${quota.limit} left`;
       const bar = meter(quota);
       bar.setAttribute("aria-label", `${name}: ${text}`);
       item.append(bar, make("span", "replica-text", text));

@@ -71,11 +71,12 @@ class ChatPage:
         return rows
 
     def replica_remaining(self) -> dict[str, int]:
-        """Each replica's view, "let 2 through, 3 of 5 left": what it has left for you."""
+        """Each replica's view, "let 2 through, 3 of 5 left" (counting alone) or "sees 2 used,
+        3 of 5 left" (the shared count): what it has left for you."""
         views = {}
         for view in self.replica_views.all():
             text = view.locator(".replica-text").inner_text()
-            match = re.fullmatch(r"let \d+ through, (\d+) of \d+ left", text.strip())
+            match = re.fullmatch(r"(?:let \d+ through|sees \d+ used), (\d+) of \d+ left", text.strip())
             assert match, text
             views[str(view.get_attribute("data-replica"))] = int(match.group(1))
         return views

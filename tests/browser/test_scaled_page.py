@@ -21,7 +21,7 @@ from .contrast import below_aa
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.nginx]
 
-LIMIT = 5
+LIMIT = 3  # the default: the screenshots show the limit a newcomer gets
 
 
 @pytest.fixture(scope="module", params=["redis", "memory"])
@@ -74,12 +74,13 @@ def test_each_replicas_view_is_one_shared_count_with_redis_and_its_own_with_memo
     page: Page, problems: PageProblems, cluster: Cluster
 ) -> None:
     chat = ChatPage(page).open(cluster.url)
+    counted = "sees {} used" if cluster.storage == "redis" else "let {} through"
     expect(chat.replica_views.locator(".replica-text")).to_have_text(
-        [f"let 0 through, {LIMIT} of {LIMIT} left"] * 3)
+        [f"{counted.format(0)}, {LIMIT} of {LIMIT} left"] * 3)
     served_by = chat.send("hello").locator(".badge").inner_text()
     if cluster.storage == "redis":
         expect(chat.replica_views.locator(".replica-text")).to_have_text(
-            [f"let 1 through, {LIMIT - 1} of {LIMIT} left"] * 3)
+            [f"sees 1 used, {LIMIT - 1} of {LIMIT} left"] * 3)
         expect(chat.verdict).to_have_text(
             f"They share one count in Redis: 1 of {LIMIT} used, whichever replica answers.")
         expect(chat.verdict).to_have_class("verdict verdict-good")
@@ -112,7 +113,7 @@ def test_burst_shows_how_many_requests_each_replica_let_through(
         assert allowed == LIMIT - 1
         expect(chat.burst_summary).to_have_text(f"{LIMIT - 1} of 10 allowed, {10 - LIMIT + 1} blocked.")
         expect(chat.replica_views.locator(".replica-text")).to_have_text(
-            [f"let {LIMIT} through, 0 of {LIMIT} left"] * 3)
+            [f"sees {LIMIT} used, 0 of {LIMIT} left"] * 3)
         expect(chat.verdict).to_have_text(
             f"They share one count in Redis: {LIMIT} of {LIMIT} used, whichever replica answers.")
         expect(chat.send_button).to_be_disabled()
