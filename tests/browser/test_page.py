@@ -238,3 +238,23 @@ def test_the_page_sends_a_csp_that_forbids_inline_script(single_app: ServedApp, 
     html = response.text()
     assert "<script>" not in html
     assert re.search(r"\s(style|on[a-z]+)=", html) is None
+
+
+@pytest.mark.parametrize("engine", ["chatlimit", "slowapi"])
+def test_an_api_key_typed_into_the_page_shows_its_tier_and_its_limit(
+    page: Page, problems: PageProblems, serve: ServeFactory, engine: str
+) -> None:
+    key = "sk-browser-pro-93c1"
+    app = serve(API_KEYS=f"{key}=pro", TIER_LIMITS="free=2/minute;pro=5/minute",
+                RATE_LIMIT_ENGINE=engine)
+    chat = ChatPage(page).open(app.url)
+    expect(page.locator("#quota-tier")).to_have_text("Tier free")
+    expect(chat.quota).to_have_text("2 of 2 left")
+    page.locator("#api-key").fill(key)
+    page.locator("#key-form button").click()
+    expect(page.locator("#quota-tier")).to_have_text("Tier pro")
+    expect(chat.quota).to_have_text("5 of 5 left")
+    chat.send("hello with a key")
+    expect(chat.quota).to_have_text("4 of 5 left")
+    assert key not in page.content()  # typed into the field, never written into the page
+    problems.assert_none()
