@@ -70,7 +70,7 @@ function renderInfo(info) {
   ui.modeEngine.textContent = info.engine === "slowapi" ? "stock slowapi" : "chatlimit's limiter";
   ui.modeLimit.textContent = info.enabled ? info.limits.join(" + ") || info.rate_limit : "limit off";
   renderStorage();
-  ui.replicas.hidden = count === 0;
+  ui.replicas.hidden = !many;  // the one rule for scaled mode: /api/info's mode
 }
 
 // The storage chip and the note under it: what the deployment is configured with, unless the

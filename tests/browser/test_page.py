@@ -7,8 +7,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from ..support import ServedApp, ServeFactory
 from .chatpage import ChatPage
-from .conftest import PageProblems, ServedApp, ServeFactory
+from .conftest import PageProblems
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -175,6 +176,17 @@ def test_backend_down_shows_a_message_and_the_page_recovers_by_itself(
     expect(chat.notice).to_be_hidden(timeout=15_000)
     chat.message.press("Enter")
     expect(chat.replies).to_have_count(1)
+    problems.assert_none()
+
+
+def test_one_replica_name_is_single_mode_everywhere_with_no_per_replica_panel(
+    page: Page, problems: PageProblems, serve: ServeFactory
+) -> None:
+    # Scaled means more than one replica, one rule for the banner, the panel and /api/info.
+    app = serve(REPLICA_NAMES="app-1", INSTANCE_NAME="app-1")
+    chat = ChatPage(page).open(app.url)  # waits for /api/info and /api/quota to be shown
+    expect(chat.mode).to_contain_text("Single process")
+    expect(chat.replica_panel).to_be_hidden()
     problems.assert_none()
 
 

@@ -11,10 +11,12 @@ from http import HTTPStatus
 import pytest
 from limits import parse
 
-from chatlimit.limiter.keys import storage_key
+from chatlimit.limiter.keys import key_for, key_suffix
 from chatlimit.storage import MemoryCounter
+from chatlimit.tools.processes import free_port
 
 from ..support import STRATEGIES, ClientFactory
+from ..traffic import chat
 
 THREE = parse("3/minute")
 
@@ -28,7 +30,7 @@ class Clock:
 
 
 def hit(counter: MemoryCounter, strategy: str, client: int) -> bool:
-    key = storage_key(strategy, f"client-{client}", "chat", THREE)
+    key = key_for(f"client-{client}", key_suffix(strategy, "chat", THREE))
     return counter.check([key], [THREE], [1], peek=False).allowed
 
 
@@ -66,12 +68,24 @@ def test_memory_max_keys_reaches_the_app(make_client: ClientFactory) -> None:
     assert len(client.app.state.limiter.counter) <= 1000  # type: ignore[attr-defined]
 
 
+def test_memory_max_keys_also_bounds_the_fail_open_fallback(make_client: ClientFactory) -> None:
+    # Redis unreachable, FAIL_MODE=open: every client is counted in this replica's memory,
+    # which must be as bounded as memory:// itself.
+    client = make_client(storage_uri=f"redis://127.0.0.1:{free_port()}/0", fail_mode="open",
+                         memory_max_keys=1000, rate_limit_per_address="off")
+    for n in range(1500):
+        answer = chat(client, "hi", agent=f"bot-{n}")
+        assert answer.status_code == HTTPStatus.OK
+        assert answer.headers["X-RateLimit-Degraded"] == "storage-unreachable"
+    assert len(client.app.state.limiter.breaker.fallback) <= 1000  # type: ignore[attr-defined]
+
+
 # A fresh interpreter measures its own resident memory (VmRSS) while 100,000 clients arrive in
 # one window, then 100,000 more, then the window ends, then 100,000 new ones.
 FLOOD = r"""
 import gc, hashlib, json, sys
 from limits import parse
-from chatlimit.limiter.keys import storage_key
+from chatlimit.limiter.keys import key_for, key_suffix
 from chatlimit.storage import MemoryCounter
 
 def rss_mb():
@@ -87,8 +101,8 @@ own, ceiling = parse("3/minute"), parse("30/minute")
 def flood(start, count):
     for n in range(start, start + count):
         who = hashlib.blake2b(str(n).encode(), digest_size=16).hexdigest()
-        keys = [storage_key(strategy, f"{who}:{who}", "chat", own),
-                storage_key(strategy, who, "chat", ceiling)]
+        keys = [key_for(f"{who}:{who}", key_suffix(strategy, "chat", own)),
+                key_for(who, key_suffix(strategy, "chat", ceiling))]
         counter.check(keys, [own, ceiling], [1, 1], peek=False)
 
 out = {"before": rss_mb()}
@@ -97,7 +111,7 @@ out.update(first_100k=rss_mb(), keys_first=len(counter))
 flood(100_000, 100_000)
 out.update(second_100k=rss_mb(), keys_second=len(counter))
 clock[0] += 3600  # the window is over; the next check sweeps
-counter.check([storage_key(strategy, "late", "chat", own)], [own], [1], peek=False)
+counter.check([key_for("late", key_suffix(strategy, "chat", own))], [own], [1], peek=False)
 gc.collect()
 out.update(after_window=rss_mb(), keys_after=len(counter))
 flood(500_000, 100_000)

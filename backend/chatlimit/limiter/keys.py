@@ -24,6 +24,3 @@ def key_for(identity: str, suffix: str) -> str:
     slot, _, rest = identity.partition(":")
     return f"chatlimit:{{{slot}}}:{rest}:{suffix}" if rest else f"chatlimit:{{{slot}}}:{suffix}"
 
-
-def storage_key(strategy: str, identity: str, scope: str, item: RateLimitItem) -> str:
-    return key_for(identity, key_suffix(strategy, scope, item))

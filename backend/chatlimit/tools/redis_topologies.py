@@ -174,13 +174,6 @@ class SentinelTopology:
                 return int(address[1])
         return None
 
-    def stop_primary(self) -> RedisServer:
-        """Stop whichever server is primary now; Sentinel will promote the other."""
-        port = self.primary_port()
-        server = next(s for s in self.servers if s.port == port)
-        server.stop()
-        return server
-
     def kill_primary(self) -> RedisServer:
         """SIGKILL the primary: a crash, with no graceful hand-over of its last writes (a
         SIGTERM'd primary waits for its replica to catch up before it exits)."""
@@ -269,15 +262,6 @@ class ClusterTopology:
 
     def keyslot(self, key: str) -> int:
         return int(self.nodes[0].command("CLUSTER", "KEYSLOT", key).lstrip(":"))
-
-    def node_for_slot(self, slot: int) -> int:
-        """The index of the node serving `slot`, as the cluster's own map says."""
-        for node in self.nodes:
-            slots = _ask(node.port, lambda c: c.execute_command("CLUSTER", "SLOTS"))
-            for first, last, primary, *_ in slots or ():
-                if int(first) <= slot <= int(last):
-                    return next(i for i, n in enumerate(self.nodes) if n.port == int(primary[1]))
-        raise LookupError(f"no node serves slot {slot}")
 
     def stop_node(self, index: int) -> RedisServer:
         self.nodes[index].stop()

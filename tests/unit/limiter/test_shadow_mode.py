@@ -9,14 +9,11 @@ import pytest
 
 from chatlimit.observe.logs import RefusalLog
 
-from ..support import ClientFactory, metric, metric_samples
+from ...support import ClientFactory, metric, metric_samples
+from ...traffic import send
 
 BURST = 7
 LIMIT = 3
-
-
-def burst(client) -> list:  # type: ignore[no-untyped-def, type-arg]
-    return [client.post("/chat", json={"message": f"m{i}"}) for i in range(BURST)]
 
 
 def test_a_burst_past_the_limit_gets_only_200s_and_counts_what_enforce_refuses(
@@ -28,8 +25,8 @@ def test_a_burst_past_the_limit_gets_only_200s_and_counts_what_enforce_refuses(
     shadow = make_client(metrics="on", storage_uri=storage_uri, rate_limit=f"{LIMIT}/minute",
                          rate_limit_mode="shadow")
     shadow.headers["User-Agent"] = "shadowing"
-    refused = sum(a.status_code == HTTPStatus.TOO_MANY_REQUESTS for a in burst(enforce))
-    answers = burst(shadow)
+    refused = sum(a.status_code == HTTPStatus.TOO_MANY_REQUESTS for a in send(enforce, BURST))
+    answers = send(shadow, BURST)
     assert refused == BURST - LIMIT
     assert {a.status_code for a in answers} == {HTTPStatus.OK}
     flagged = [a for a in answers if a.headers.get("X-RateLimit-Shadow") == "would-refuse"]
@@ -50,7 +47,7 @@ def test_shadow_refusals_log_one_line_a_second_at_most(
 ) -> None:
     client = make_client(rate_limit=f"{LIMIT}/minute", rate_limit_mode="shadow")
     with caplog.at_level(logging.INFO, logger="chatlimit.refusals"):
-        burst(client)
+        send(client, BURST)
     lines = [r for r in caplog.records if r.name == "chatlimit.refusals"]
     # The burst takes well under a second in process; on a slow machine it may straddle one.
     assert 1 <= len(lines) <= 2

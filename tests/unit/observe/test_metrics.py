@@ -7,13 +7,10 @@ from http import HTTPStatus
 
 from chatlimit.tools.processes import free_port
 
-from ..support import ClientFactory, metric, metric_samples
+from ...support import ClientFactory, metric, metric_samples
+from ...traffic import chat
 
 DECISIONS = "chatlimit_rate_limit_decisions_total"
-
-
-def chat(client, message: str = "hello", **headers: str):  # type: ignore[no-untyped-def]
-    return client.post("/chat", json={"message": message}, headers=headers)
 
 
 def scrape(client) -> dict:  # type: ignore[no-untyped-def, type-arg]
@@ -73,7 +70,7 @@ def test_http_requests_are_counted_by_route_template_never_by_raw_path(make_clie
 def test_no_label_carries_a_user_an_address_a_key_or_a_message(make_client: ClientFactory) -> None:
     client = make_client(metrics="on", peer="198.51.100.77", rate_limit="1/minute")
     for _ in range(2):
-        chat(client, "my-secret-message", **{"User-Agent": "agent-zzz-9"})
+        chat(client, "my-secret-message", agent="agent-zzz-9")
     text = client.get("/metrics").text
     for secret in ("198.51.100.77", "agent-zzz-9", "my-secret-message", "chatlimit:{"):
         assert secret not in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chatlimit.observe.recent import BUCKET_SECONDS, BUCKETS, Recent
 
-from ..support import ClientFactory
+from ...support import ClientFactory
 
 
 def test_stats_count_allowed_and_blocked_requests_of_the_last_minute(make_client: ClientFactory) -> None:

@@ -13,7 +13,7 @@ import yaml
 
 from chatlimit.tools.prometheus import JOB, scrape_config
 
-from ..support import ROOT, missing
+from ...support import ROOT, missing
 
 COMPOSE_CONFIG = ROOT / "prometheus" / "prometheus.yml"
 

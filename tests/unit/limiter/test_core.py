@@ -1,0 +1,58 @@
+"""ChatLimiter: the verdict travels as one typed Decision, and a route's limits are found
+from the route itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+from limits import parse
+from starlette.requests import Request
+
+from chatlimit.limiter import Breaker, ChatLimiter, Decision, decision_of
+from chatlimit.storage import MemoryCounter
+
+
+def limiter() -> ChatLimiter:
+    breaker = Breaker(MemoryCounter("fixed-window"), MemoryCounter("fixed-window"))
+    return ChatLimiter(key_func=lambda request: "address:user", breaker=breaker,
+                       strategy="fixed-window")
+
+
+def request() -> Request:
+    return Request({"type": "http", "method": "POST", "path": "/anywhere", "headers": [],
+                    "query_string": b"", "client": ("203.0.113.1", 5000)})
+
+
+def test_a_checked_request_carries_one_typed_decision_and_nothing_else_on_its_state() -> None:
+    chat_limiter = limiter()
+
+    @chat_limiter.limit("2/minute")
+    async def elsewhere(request: Request) -> str:
+        return "ok"
+
+    first = request()
+    assert asyncio.run(elsewhere(request=first)) == "ok"
+
+    decision = decision_of(first)
+    assert isinstance(decision, Decision)
+    assert first.state._state == {"rate_limit": decision}  # no loose attributes beside it
+    assert decision.allowed and not decision.degraded and not decision.shadow
+    assert (decision.quota.limit, decision.quota.remaining) == (2, 1)
+    assert decision.item == parse("2/minute")
+    assert decision.policy == '"2-per-1-minute";q=2;w=60'
+
+
+def test_the_quota_of_a_route_is_found_from_the_route_function_wherever_it_lives() -> None:
+    chat_limiter = limiter()
+
+    @chat_limiter.limit("3/minute")
+    async def defined_in_a_test(request: Request) -> str:
+        return "ok"
+
+    asyncio.run(defined_in_a_test(request=request()))
+    peeked = asyncio.run(chat_limiter.quota(request(), defined_in_a_test))
+
+    assert peeked is not None
+    assert (peeked.quota.limit, peeked.quota.remaining) == (3, 2)
+    again = asyncio.run(chat_limiter.quota(request(), defined_in_a_test))
+    assert again is not None and again.quota.remaining == 2  # a peek consumes nothing
