@@ -18,7 +18,7 @@ from chatlimit.app import create_app
 from chatlimit.tools.processes import MissingBinary, RedisServer
 from chatlimit.tools.stack import LocalStack as Cluster
 
-from .support import ClientFactory, make_settings, missing
+from .support import ClientFactory, ServedApp, ServeFactory, make_settings, missing
 
 # slowapi's own tests, vendored: tests/unit/test_slowapi_peer.py runs them from a copy.
 collect_ignore = ["peer"]
@@ -111,3 +111,21 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
     yield factory
     for cluster in started:
         cluster.stop()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[ServeFactory]:
+    """Start real `chatlimit serve` processes, stopped at teardown:
+    `serve(name="app", STORAGE_URI=..., RATE_LIMIT="2/5second")` (ServedApp's arguments)."""
+    started: list[ServedApp] = []
+
+    def factory(name: str = "app", **options: Any) -> ServedApp:
+        workdir = tmp_path / f"serve-{len(started)}"  # a log and a cwd of its own
+        workdir.mkdir()
+        app = ServedApp(workdir, name, **options)
+        started.append(app)
+        return app.start()
+
+    yield factory
+    for app in started:
+        app.stop()

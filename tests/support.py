@@ -1,4 +1,6 @@
-"""Shared test helpers: settings for tests, the strategies, the skip-or-fail rule."""
+"""Shared test helpers: settings for tests, the strategies, the skip-or-fail rule, the served
+app (`ServedApp`: a real `chatlimit serve` on a free port; the `serve` fixture starts them).
+Chat traffic (send, burst, count) is in tests/traffic.py."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from chatlimit.settings import Settings
+from chatlimit.tools.processes import ServedApp
+
+__all__ = ["ServedApp"]  # the one served-app helper: tests import it from here
 
 IN_CI = os.environ.get("CI") == "true"
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +45,7 @@ def make_settings(**overrides: Any) -> Settings:
 
 
 ClientFactory = Callable[..., TestClient]
+ServeFactory = Callable[..., ServedApp]
 
 
 def descendants(pid: int) -> set[int]:

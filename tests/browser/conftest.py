@@ -8,20 +8,15 @@ test starts with a full quota on a shared server: isolation by unique keys, not 
 from __future__ import annotations
 
 import os
-import sys
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import ConsoleMessage, Error, Page
 
-from chatlimit.tools.processes import Process, free_port, wait_until
-
-from ..support import missing
+from ..support import ServedApp, ServeFactory, missing
 
 CHROMIUM = "/usr/bin/chromium"
 # The tests isolate themselves by rotating User-Agents from one address, which is exactly what
@@ -125,74 +120,16 @@ def problems(page: Page) -> Iterator[PageProblems]:
     yield found
 
 
-@dataclass
-class ServedApp:
-    """`python -m chatlimit serve` on a free loopback port."""
-
-    workdir: Path
-    env: dict[str, str]
-    port: int = field(default_factory=free_port)
-    process: Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ServedApp:
-        env = {**os.environ, **self.env}
-        env.pop("REDIS_URL", None)
-        self.process = Process(
-            f"serve-{self.port}",
-            [sys.executable, "-m", "chatlimit", "serve", "--port", str(self.port)],
-            self.workdir / f"serve-{self.port}.log", env=env, cwd=self.workdir,
-        )
-        self.process.start()
-        try:
-            wait_until(self.healthy, timeout=30, what=f"chatlimit serve on port {self.port}")
-        except TimeoutError as exc:
-            raise RuntimeError(f"{exc}\n{self.process.log_tail()}") from None
-        return self
-
-    def healthy(self) -> bool:
-        assert self.process is not None
-        if not self.process.alive():
-            raise RuntimeError(f"chatlimit serve exited:\n{self.process.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as answer:
-                return bool(answer.status == 200)
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-
-ServeFactory = Callable[..., ServedApp]
-
-
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[ServeFactory]:
-    """Start an app with the given environment: serve(RATE_LIMIT="2/5second")."""
-    started: list[ServedApp] = []
-
-    def factory(**env: str) -> ServedApp:
-        app = ServedApp(tmp_path, {**SINGLE_ENV, **env}).start()
-        started.append(app)
-        return app
-
-    yield factory
-    for app in started:
-        app.stop()
+def serve(serve: ServeFactory) -> ServeFactory:
+    """Start an app with the given environment on top of SINGLE_ENV: serve(RATE_LIMIT="2/5second")."""
+    return lambda **env: serve("solo", **{**SINGLE_ENV, **env})
 
 
 @pytest.fixture(scope="module")
 def single_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     """One served app for the tests that only need the defaults (3/minute, memory)."""
-    app = ServedApp(
-        tmp_path_factory.mktemp("single"),
-        SINGLE_ENV,
-    ).start()
+    app = ServedApp(tmp_path_factory.mktemp("single"), "solo", **SINGLE_ENV).start()
     yield app
     app.stop()
 

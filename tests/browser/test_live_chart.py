@@ -4,15 +4,13 @@ Redis: the sum stays at the limit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from chatlimit.tools.processes import MissingBinary
 from chatlimit.tools.stack import LocalStack as Cluster
 
-from ..support import missing
 from .chatpage import ChatPage
 from .conftest import PageProblems
 
@@ -23,16 +21,9 @@ BURST = 18  # at least LIMIT per replica, whatever the round robin does
 
 
 @pytest.fixture(scope="module", params=["redis", "memory"])
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    storage = request.param
-    try:
-        env = {"RATE_LIMIT": f"{LIMIT}/minute", "RATE_LIMIT_PER_ADDRESS": "off"}
-        stack = Cluster(tmp_path_factory.mktemp(f"chart-{storage}"), replicas=3, storage=storage,
-                        env=env)
-    except MissingBinary as exc:
-        missing(str(exc))
-    with stack:
-        yield stack
+def cluster(request: pytest.FixtureRequest, make_cluster: Callable[..., Cluster]) -> Cluster:
+    env = {"RATE_LIMIT": f"{LIMIT}/minute", "RATE_LIMIT_PER_ADDRESS": "off"}
+    return make_cluster(replicas=3, storage=request.param, env=env)
 
 
 def test_the_chart_shows_each_replicas_allowed_and_blocked_as_the_burst_saw_them(

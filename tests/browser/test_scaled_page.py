@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from http import HTTPStatus
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from chatlimit.tools.processes import MissingBinary
 from chatlimit.tools.stack import LocalStack as Cluster
 
-from ..support import missing
 from .chatpage import ChatPage
 from .conftest import PageProblems
 from .contrast import below_aa
@@ -25,17 +23,10 @@ LIMIT = 3  # the default: the screenshots show the limit a newcomer gets
 
 
 @pytest.fixture(scope="module", params=["redis", "memory"])
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    storage = request.param
-    try:
-        # Per-address ceiling off: the tests rotate User-Agents from one address to isolate.
-        env = {"RATE_LIMIT": f"{LIMIT}/minute", "RATE_LIMIT_PER_ADDRESS": "off"}
-        scaled = Cluster(tmp_path_factory.mktemp(f"cluster-{storage}"), replicas=3,
-                         storage=storage, env=env)
-    except MissingBinary as exc:
-        missing(str(exc))
-    with scaled:
-        yield scaled
+def cluster(request: pytest.FixtureRequest, make_cluster: Callable[..., Cluster]) -> Cluster:
+    # Per-address ceiling off: the tests rotate User-Agents from one address to isolate.
+    env = {"RATE_LIMIT": f"{LIMIT}/minute", "RATE_LIMIT_PER_ADDRESS": "off"}
+    return make_cluster(replicas=3, storage=request.param, env=env)
 
 
 def test_the_banner_says_scaled_and_how_the_replicas_count(

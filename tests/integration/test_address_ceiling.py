@@ -11,11 +11,7 @@ from http import HTTPStatus
 import pytest
 
 from ..support import STRATEGIES, ClientFactory
-
-
-def chat(client, user_agent: str, peer_headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    headers = {"User-Agent": user_agent, **(peer_headers or {})}
-    return client.post("/chat", json={"message": "hello"}, headers=headers)
+from ..traffic import chat
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -23,7 +19,7 @@ def test_a_hundred_user_agents_from_one_address_are_capped_by_the_ceiling(
     make_client: ClientFactory, storage_uri: str, strategy: str
 ) -> None:
     client = make_client(storage_uri=storage_uri, rate_limit_strategy=strategy)
-    answers = [chat(client, f"agent-{n}") for n in range(100)]
+    answers = [chat(client, agent=f"agent-{n}") for n in range(100)]
     codes = [a.status_code for a in answers]
     assert codes == [HTTPStatus.OK] * 30 + [HTTPStatus.TOO_MANY_REQUESTS] * 70
     refused = answers[30]
@@ -42,8 +38,8 @@ def test_below_the_ceiling_the_headers_describe_the_users_own_limit(
 ) -> None:
     client = make_client(storage_uri=storage_uri)
     for n in range(29):
-        assert chat(client, f"agent-{n}").status_code == HTTPStatus.OK
-    last = chat(client, "the-thirtieth")  # the address has 0 left; this user has 2
+        assert chat(client, agent=f"agent-{n}").status_code == HTTPStatus.OK
+    last = chat(client, agent="the-thirtieth")  # the address has 0 left; this user has 2
     assert last.status_code == HTTPStatus.OK
     assert last.json()["quota"] == {"limit": 3, "remaining": 2, "reset_after": 60}
     assert last.headers["X-RateLimit-Limit"] == "3"
@@ -57,7 +53,7 @@ def test_quota_shows_the_ceiling_once_it_would_refuse_the_next_message(
     fresh = client.get("/api/quota", headers={"User-Agent": "newcomer"}).json()["quota"]
     assert fresh["limit"] == 3
     for n in range(30):
-        chat(client, f"agent-{n}")
+        chat(client, agent=f"agent-{n}")
     exhausted = client.get("/api/quota", headers={"User-Agent": "newcomer"})
     assert exhausted.json()["quota"]["limit"] == 30
     assert exhausted.json()["quota"]["remaining"] == 0
@@ -68,9 +64,9 @@ def test_a_user_refused_by_their_own_limit_does_not_use_up_the_address(
     make_client: ClientFactory, storage_uri: str
 ) -> None:
     client = make_client(storage_uri=storage_uri)
-    greedy = [chat(client, "greedy").status_code for _ in range(20)]
+    greedy = [chat(client, agent="greedy").status_code for _ in range(20)]
     assert greedy == [HTTPStatus.OK] * 3 + [HTTPStatus.TOO_MANY_REQUESTS] * 17
-    others = [chat(client, f"colleague-{n}").status_code for n in range(28)]
+    others = [chat(client, agent=f"colleague-{n}").status_code for n in range(28)]
     # 3 from greedy + 27 from colleagues = the ceiling of 30; greedy's 17 refusals cost nothing.
     assert others == [HTTPStatus.OK] * 27 + [HTTPStatus.TOO_MANY_REQUESTS]
 
@@ -78,10 +74,10 @@ def test_a_user_refused_by_their_own_limit_does_not_use_up_the_address(
 def test_other_addresses_keep_their_own_ceiling(make_client: ClientFactory, storage_uri: str) -> None:
     office = make_client(storage_uri=storage_uri, peer="198.51.100.20")
     for n in range(31):
-        chat(office, f"agent-{n}")
-    assert chat(office, "late").status_code == HTTPStatus.TOO_MANY_REQUESTS
+        chat(office, agent=f"agent-{n}")
+    assert chat(office, agent="late").status_code == HTTPStatus.TOO_MANY_REQUESTS
     home = make_client(storage_uri=storage_uri, peer="198.51.100.21")
-    assert chat(home, "late").status_code == HTTPStatus.OK
+    assert chat(home, agent="late").status_code == HTTPStatus.OK
 
 
 def test_an_ipv6_slash_64_shares_one_ceiling_and_the_next_slash_64_does_not(
@@ -92,17 +88,17 @@ def test_an_ipv6_slash_64_shares_one_ceiling_and_the_next_slash_64_does_not(
         return make_client(storage_uri=redis_url, peer=peer, rate_limit_per_address="4/minute")
 
     rotating = [from_peer(f"2001:db8:aa:bb::{n:x}") for n in range(1, 6)]
-    codes = [chat(client, f"agent-{n}").status_code for n, client in enumerate(rotating)]
+    codes = [chat(client, agent=f"agent-{n}").status_code for n, client in enumerate(rotating)]
     assert codes == [HTTPStatus.OK] * 4 + [HTTPStatus.TOO_MANY_REQUESTS]
     neighbour = from_peer("2001:db8:aa:bc::1")
-    assert chat(neighbour, "agent-0").status_code == HTTPStatus.OK
+    assert chat(neighbour, agent="agent-0").status_code == HTTPStatus.OK
 
 
 def test_with_the_ceiling_off_only_the_users_limit_applies(
     make_client: ClientFactory, storage_uri: str
 ) -> None:
     client = make_client(storage_uri=storage_uri, rate_limit_per_address="off")
-    answers = [chat(client, f"agent-{n}") for n in range(100)]
+    answers = [chat(client, agent=f"agent-{n}") for n in range(100)]
     assert {a.status_code for a in answers} == {HTTPStatus.OK}
 
 
@@ -112,7 +108,7 @@ def test_one_request_is_counted_once_against_each_key(
     import redis
 
     client = make_client(storage_uri=redis_url)
-    assert chat(client, "curl/8").json()["quota"]["remaining"] == 2
+    assert chat(client, agent="curl/8").json()["quota"]["remaining"] == 2
     store = redis.Redis.from_url(redis_url)
     counts = sorted(int(store.get(key) or 0) for key in store.keys("chatlimit:*"))
     assert counts == [1, 1]

@@ -12,12 +12,9 @@ from chatlimit.storage.redis import round_trips
 from chatlimit.tools.processes import RedisServer
 
 from ..support import STRATEGIES, ClientFactory
+from ..traffic import chat
 
 RATE_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy", "RateLimit"]
-
-
-def chat(client, message: str = "hello", **headers: str):  # type: ignore[no-untyped-def]
-    return client.post("/chat", json={"message": message}, headers=headers)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -91,29 +88,29 @@ def test_quota_endpoint_consumes_nothing(make_client: ClientFactory, storage_uri
 
 def test_different_user_agents_have_separate_quotas(make_client: ClientFactory, storage_uri: str) -> None:
     client = make_client(storage_uri=storage_uri, rate_limit="1/minute")
-    assert chat(client, **{"User-Agent": "alice"}).status_code == HTTPStatus.OK
-    assert chat(client, **{"User-Agent": "alice"}).status_code == HTTPStatus.TOO_MANY_REQUESTS
-    assert chat(client, **{"User-Agent": "bob"}).status_code == HTTPStatus.OK
+    assert chat(client, agent="alice").status_code == HTTPStatus.OK
+    assert chat(client, agent="alice").status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert chat(client, agent="bob").status_code == HTTPStatus.OK
 
 
 def test_a_direct_client_cannot_mint_quota_with_x_forwarded_for(
     make_client: ClientFactory, storage_uri: str
 ) -> None:
     client = make_client(storage_uri=storage_uri, rate_limit="1/minute", peer="203.0.113.10")
-    assert chat(client, **{"X-Forwarded-For": "1.1.1.1"}).status_code == HTTPStatus.OK
+    assert chat(client, forwarded="1.1.1.1").status_code == HTTPStatus.OK
     for spoof in ("2.2.2.2", "3.3.3.3, 4.4.4.4", "::1", "garbage"):
-        assert chat(client, **{"X-Forwarded-For": spoof}).status_code == HTTPStatus.TOO_MANY_REQUESTS
+        assert chat(client, forwarded=spoof).status_code == HTTPStatus.TOO_MANY_REQUESTS
 
 
 def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_quota(
     make_client: ClientFactory, storage_uri: str
 ) -> None:
     client = make_client(storage_uri=storage_uri, rate_limit="1/minute", peer="127.0.0.1")
-    assert chat(client, **{"X-Forwarded-For": "198.51.100.1"}).status_code == HTTPStatus.OK
-    assert chat(client, **{"X-Forwarded-For": "198.51.100.2"}).status_code == HTTPStatus.OK
-    assert chat(client, **{"X-Forwarded-For": "198.51.100.1"}).status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert chat(client, forwarded="198.51.100.1").status_code == HTTPStatus.OK
+    assert chat(client, forwarded="198.51.100.2").status_code == HTTPStatus.OK
+    assert chat(client, forwarded="198.51.100.1").status_code == HTTPStatus.TOO_MANY_REQUESTS
     # What the client wrote to the left of the proxy's own entry changes nothing.
-    spoofed = chat(client, **{"X-Forwarded-For": "9.9.9.9, 198.51.100.1"})
+    spoofed = chat(client, forwarded="9.9.9.9, 198.51.100.1")
     assert spoofed.status_code == HTTPStatus.TOO_MANY_REQUESTS
 
 
@@ -138,7 +135,7 @@ def test_storage_keys_hold_a_hash_never_the_address(make_client: ClientFactory, 
     import redis
 
     client = make_client(storage_uri=redis_url, peer="127.0.0.1")
-    chat(client, **{"X-Forwarded-For": "198.51.100.77"})
+    chat(client, forwarded="198.51.100.77")
     keys = sorted(k.decode() for k in redis.Redis(port=redis_server.port).keys("*"))
     # The user's key and the per-address ceiling's, both under the hashed address as hash tag.
     assert len(keys) == 2

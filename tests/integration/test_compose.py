@@ -47,3 +47,30 @@ def test_a_broken_compose_file_is_rejected(tmp_path: Path) -> None:
     result = compose_config(broken)
     assert result.returncode != 0
     assert result.stderr.strip()
+
+
+@pytest.mark.parametrize("name", [n for n in COMPOSE_FILES if "ipv4_address" in (ROOT / n).read_text()])
+def test_fixed_addresses_lie_outside_the_range_compose_hands_out(name: str) -> None:
+    # Otherwise a replica recreated before nginx can be given nginx's address, and nginx then
+    # fails with "requested ip address ... is already allocated".
+    import ipaddress
+    import json
+
+    rendered = subprocess.run(
+        [compose_binary(), "-f", str(ROOT / name), "config", "--format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=True,
+    )
+    config = json.loads(rendered.stdout)  # normalised: every service's networks as a mapping
+    pools = {
+        network: [(ipaddress.ip_network(c["subnet"]), ipaddress.ip_network(c["ip_range"]))
+                  for c in spec["ipam"]["config"]]
+        for network, spec in config["networks"].items()
+    }
+    fixed = [(network, ipaddress.ip_address(spec["ipv4_address"]))
+             for service in config["services"].values()
+             for network, spec in (service.get("networks") or {}).items()
+             if spec and "ipv4_address" in spec]
+    assert fixed
+    for network, address in fixed:
+        assert any(address in subnet and address not in dynamic
+                   for subnet, dynamic in pools[network]), (network, address)

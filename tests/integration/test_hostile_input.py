@@ -19,8 +19,7 @@ from schemathesis.checks import not_a_server_error
 from chatlimit.app import create_app
 from chatlimit.tools.processes import MissingBinary, free_port
 
-from ..support import ClientFactory, make_settings, missing
-from .served import ServedApp
+from ..support import ClientFactory, ServedApp, make_settings, missing
 
 JSON = {"Content-Type": "application/json"}
 HEAD_LIMIT = 16384  # MAX_HEADER_BYTES' default

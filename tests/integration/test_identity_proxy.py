@@ -13,8 +13,6 @@ nginx sees (and appends) a different real peer for each simulated user.
 from __future__ import annotations
 
 import itertools
-import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +31,8 @@ from chatlimit.tools.processes import (
     wait_until,
 )
 
-from ..support import missing
+from ..support import ServedApp, missing
+from ..traffic import chat, codes, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.nginx]
 
@@ -77,26 +76,12 @@ class Space:
     edge_port: int
     edge_port_v6: int
     untrusting_port: int
-    logs: list[Process]
+    processes: list[ServedApp | Process]
 
 
-def start_app(workdir: Path, name: str, port: int, trusted: str) -> Process:
-    env = {
-        **os.environ,
-        "STORAGE_URI": "memory://",
-        "RATE_LIMIT": "3/minute",
-        "RATE_LIMIT_PER_ADDRESS": "10/minute",
-        "TRUSTED_PROXIES": trusted,
-        "INSTANCE_NAME": name,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-    }
-    env.pop("REDIS_URL", None)
-    app = Process(
-        name, [sys.executable, "-m", "chatlimit", "serve"], workdir / f"{name}.log", env=env
-    )
-    app.start()
-    return app
+def start_app(workdir: Path, name: str, port: int, trusted: str) -> ServedApp:
+    return ServedApp(workdir, name, port=port, STORAGE_URI="memory://", RATE_LIMIT="3/minute",
+                     RATE_LIMIT_PER_ADDRESS="10/minute", TRUSTED_PROXIES=trusted).start()
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +117,7 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Space]:
         workdir / "nginx.log",
     )
     proxy.start()
-    processes = [*apps, proxy]
+    processes: list[ServedApp | Process] = [*apps, proxy]
     try:
         for port in (app_port, untrusting_app_port, edge, inner, untrusting_edge):
             wait_until(lambda port=port: port_open(port), what=f"port {port}")
@@ -161,22 +146,12 @@ def user() -> Iterator[Users]:
         client.close()
 
 
-def chat(
-    port: int,
-    client: httpx.Client,
-    agent: str,
-    forwarded: str | None = None,
-    host: str = "127.0.0.1",
-) -> httpx.Response:
-    headers = {"User-Agent": agent}
-    if forwarded is not None:
-        headers["X-Forwarded-For"] = forwarded
-    return client.post(f"http://{host}:{port}/chat", json={"message": "hi"}, headers=headers)
+def edge(port: int, host: str = "127.0.0.1") -> str:
+    return f"http://{host}:{port}/chat"
 
 
 def exhaust(port: int, client: httpx.Client, agent: str, host: str = "127.0.0.1") -> None:
-    codes = [chat(port, client, agent, host=host).status_code for _ in range(4)]
-    assert codes == [HTTPStatus.OK] * 3 + [HTTPStatus.TOO_MANY_REQUESTS]
+    assert codes(send(client, 4, "hi", agent=agent, path=edge(port, host))) == [HTTPStatus.OK] * 3 + [HTTPStatus.TOO_MANY_REQUESTS]
 
 
 def test_two_users_behind_the_same_proxy_with_different_agents_get_separate_quotas(
@@ -213,7 +188,7 @@ def test_a_client_writing_its_own_x_forwarded_for_gets_no_fresh_quota(
 ) -> None:
     client, agent = user(), f"curl {uuid.uuid4()}"
     exhaust(space.edge_port, client, agent)
-    answer = chat(space.edge_port, client, agent, forwarded=forwarded)
+    answer = chat(client, "hi", agent=agent, forwarded=forwarded, path=edge(space.edge_port))
     assert answer.status_code == HTTPStatus.TOO_MANY_REQUESTS
 
 
@@ -222,9 +197,8 @@ def test_spoofed_headers_and_rotating_agents_still_meet_the_address_ceiling(
 ) -> None:
     client = user()
     codes = [
-        chat(
-            space.edge_port, client, f"agent-{n}-{uuid.uuid4()}", forwarded=f"198.51.100.{n}"
-        ).status_code
+        chat(client, "hi", agent=f"agent-{n}-{uuid.uuid4()}", forwarded=f"198.51.100.{n}",
+             path=edge(space.edge_port)).status_code
         for n in range(12)
     ]
     assert codes == [HTTPStatus.OK] * 10 + [HTTPStatus.TOO_MANY_REQUESTS] * 2
@@ -235,10 +209,11 @@ def test_an_ipv6_client_through_the_proxy_is_its_own_user_and_cannot_spoof(
 ) -> None:
     client, agent = user("::1"), f"v6 {uuid.uuid4()}"
     exhaust(space.edge_port_v6, client, agent, host="[::1]")
-    again = chat(space.edge_port_v6, client, agent, forwarded="2001:db8::7", host="[::1]")
+    again = chat(client, "hi", agent=agent, forwarded="2001:db8::7",
+                 path=edge(space.edge_port_v6, "[::1]"))
     assert again.status_code == HTTPStatus.TOO_MANY_REQUESTS
     # The same agent from an IPv4 address is somebody else.
-    assert chat(space.edge_port, user(), agent).status_code == HTTPStatus.OK
+    assert chat(user(), "hi", agent=agent, path=edge(space.edge_port)).status_code == HTTPStatus.OK
 
 
 def test_without_trusting_the_proxy_everyone_shares_the_proxys_address(
@@ -248,4 +223,4 @@ def test_without_trusting_the_proxy_everyone_shares_the_proxys_address(
     # people with the same browser share one quota.
     agent = f"Edge {uuid.uuid4()}"
     exhaust(space.untrusting_port, user(), agent)
-    assert chat(space.untrusting_port, user(), agent).status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert chat(user(), "hi", agent=agent, path=edge(space.untrusting_port)).status_code == HTTPStatus.TOO_MANY_REQUESTS

@@ -11,7 +11,7 @@ import pytest
 
 from chatlimit.tools.processes import wait_until
 
-from .served import ServedApp
+from ..support import ServedApp
 
 pytestmark = [pytest.mark.integration]
 

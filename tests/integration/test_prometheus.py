@@ -3,13 +3,12 @@ server never serves /metrics: what the client saw is what PromQL sums."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from chatlimit.tools.processes import MissingBinary, find_binary, free_port, wai
 from chatlimit.tools.stack import LocalStack as Cluster
 
 from ..support import descendants, metric, metric_samples, missing
+from ..traffic import burst, statuses
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.nginx]
 
@@ -28,23 +28,9 @@ SENT = 17
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    try:
-        stack = Cluster(tmp_path_factory.mktemp("prometheus"), replicas=3, storage="redis",
-                        env={"RATE_LIMIT": f"{LIMIT}/minute", "RATE_LIMIT_PER_ADDRESS": "off"},
-                        prometheus=True, scrape_interval="1s", die_with_parent=True)
-    except MissingBinary as exc:
-        missing(str(exc))
-    with stack:
-        yield stack
-
-
-async def burst(url: str, count: int) -> list[int]:
-    async with httpx.AsyncClient(headers={"User-Agent": "prometheus-test"}) as client:
-        answers = await asyncio.gather(*(
-            client.post(f"{url}/chat", json={"message": f"m{i}"}, timeout=15)
-            for i in range(count)))
-    return [a.status_code for a in answers]
+def cluster(make_cluster: Callable[..., Cluster]) -> Cluster:
+    return make_cluster(replicas=3, storage="redis", prometheus=True, scrape_interval="1s",
+                        env={"RATE_LIMIT": f"{LIMIT}/minute", "RATE_LIMIT_PER_ADDRESS": "off"})
 
 
 def test_nginx_answers_metrics_with_404_in_the_error_shape_even_per_replica(cluster: Cluster) -> None:
@@ -64,9 +50,8 @@ def test_nginx_answers_metrics_with_404_in_the_error_shape_even_per_replica(clus
 def test_promql_sums_of_within_and_over_limit_equal_what_the_client_saw(cluster: Cluster) -> None:
     prometheus = cluster.prometheus
     assert prometheus is not None
-    statuses = asyncio.run(burst(cluster.url, SENT))
-    allowed = statuses.count(HTTPStatus.OK)
-    refused = statuses.count(HTTPStatus.TOO_MANY_REQUESTS)
+    counted = statuses(burst(cluster.url, SENT, agent="prometheus-test"))
+    allowed, refused = counted[HTTPStatus.OK], counted[HTTPStatus.TOO_MANY_REQUESTS]
     assert (allowed, refused) == (LIMIT, SENT - LIMIT)  # Redis holds the limit across replicas
 
     decisions = "chatlimit_rate_limit_decisions_total"

@@ -16,6 +16,7 @@ from chatlimit.tools.processes import MissingBinary
 from chatlimit.tools.redis_topologies import ClusterTopology
 
 from ..support import STRATEGIES, ClientFactory, missing
+from ..traffic import chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -56,10 +57,6 @@ def keys_by_node(cluster: ClusterTopology) -> list[set[str]]:
     return found
 
 
-def chat(client, peer: str):  # type: ignore[no-untyped-def]
-    return client.post("/chat", json={"message": "hello"}, headers={"X-Forwarded-For": peer})
-
-
 def proxied(make_client: ClientFactory, uri: str, **overrides: str):  # type: ignore[no-untyped-def]
     """One app behind a trusted proxy, so each X-Forwarded-For is another client address."""
     return make_client(peer="127.0.0.1", storage_uri=uri, trusted_proxies="127.0.0.1", **overrides)
@@ -71,7 +68,7 @@ def test_every_strategy_counts_exactly_on_a_redis_cluster_with_each_clients_keys
 ) -> None:
     client = proxied(make_client, cluster_uri, rate_limit_strategy=strategy, rate_limit="3/minute;5/hour")
     for peer in PEERS:
-        codes = [chat(client, peer).status_code for _ in range(5)]
+        codes = [chat(client, forwarded=peer).status_code for _ in range(5)]
         assert codes == [200, 200, 200, 429, 429], peer
 
     nodes = keys_by_node(redis_cluster)
@@ -92,12 +89,12 @@ def test_scripts_forgotten_by_the_nodes_are_loaded_again(
     make_client: ClientFactory, redis_cluster: ClusterTopology, cluster_uri: str
 ) -> None:
     client = proxied(make_client, cluster_uri)
-    assert [chat(client, p).status_code for p in PEERS] == [200] * len(PEERS)
+    assert [chat(client, forwarded=p).status_code for p in PEERS] == [200] * len(PEERS)
     for node in redis_cluster.nodes:
         node.command("SCRIPT", "FLUSH")
-    assert [chat(client, p).status_code for p in PEERS] == [200] * len(PEERS)
-    assert [chat(client, p).status_code for p in PEERS] == [200] * len(PEERS)
-    assert [chat(client, p).status_code for p in PEERS] == [429] * len(PEERS)
+    assert [chat(client, forwarded=p).status_code for p in PEERS] == [200] * len(PEERS)
+    assert [chat(client, forwarded=p).status_code for p in PEERS] == [200] * len(PEERS)
+    assert [chat(client, forwarded=p).status_code for p in PEERS] == [429] * len(PEERS)
 
 
 def test_readyz_info_and_the_page_on_a_cluster_never_show_the_password(
@@ -126,7 +123,7 @@ def test_losing_one_primary_touches_only_the_clients_whose_keys_lived_there(
         home: dict[str, int] = {}
         for peer in PEERS:
             before = keys_by_node(cluster)
-            assert chat(client, peer).status_code == HTTPStatus.OK
+            assert chat(client, forwarded=peer).status_code == HTTPStatus.OK
             after = keys_by_node(cluster)
             home[peer] = next(i for i in range(3) if after[i] - before[i])
         lost = home[PEERS[0]]
@@ -137,7 +134,7 @@ def test_losing_one_primary_touches_only_the_clients_whose_keys_lived_there(
         answers: dict[str, list[tuple[int, bool]]] = {peer: [] for peer in PEERS}
         for _ in range(3):
             for peer in PEERS:
-                answer = chat(client, peer)
+                answer = chat(client, forwarded=peer)
                 answers[peer].append((answer.status_code, DEGRADED_HEADER in answer.headers))
 
         for peer, got in answers.items():

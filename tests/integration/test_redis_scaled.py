@@ -3,7 +3,6 @@ topologies, exact for every strategy, and everything stopped cleanly."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -19,6 +18,7 @@ from chatlimit.tools.processes import MissingBinary, Process, free_port, port_op
 from chatlimit.tools.redis_topologies import ClusterTopology
 
 from ..support import STRATEGIES, missing
+from ..traffic import burst, codes, send, statuses
 from .test_redis_cluster import start_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.nginx]
@@ -29,15 +29,6 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterT
     cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
     yield cluster
     cluster.stop()
-
-
-async def burst(url: str, requests: int) -> list[int]:
-    async with httpx.AsyncClient(base_url=url, timeout=30,
-                                 limits=httpx.Limits(max_connections=requests)) as client:
-        answers = await asyncio.gather(
-            *(client.post("/chat", json={"message": "hi"}) for _ in range(requests))
-        )
-    return [a.status_code for a in answers]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -54,10 +45,9 @@ def test_three_replicas_behind_nginx_on_a_redis_cluster_allow_exactly_the_limit(
     except MissingBinary as exc:
         missing(str(exc))
     with scaled:
-        codes = asyncio.run(burst(scaled.url, 300))
+        counted = statuses(burst(scaled.url, 300, "hi", timeout=30))
         served_by = {httpx.get(f"{scaled.url}/api/info").json()["instance"] for _ in range(6)}
-    assert codes.count(200) == 10
-    assert codes.count(429) == 290
+    assert counted == {200: 10, 429: 290}
     assert served_by == {"app-1", "app-2", "app-3"}
 
 
@@ -79,8 +69,7 @@ def test_chatlimit_cluster_runs_on_sentinel_or_redis_cluster_and_stops_it_all(
         log = command.log_path.read_text()
         assert f"redis+{kind}://" in log, log
         url = f"http://127.0.0.1:{port}"
-        codes = [httpx.post(f"{url}/chat", json={"message": "hi"}).status_code for _ in range(4)]
-        assert codes == [200, 200, 200, 429]
+        assert codes(send(url, 4, "hi")) == [200, 200, 200, 429]
         assert httpx.get(f"{url}/api/info").json()["storage"]["uri"].startswith(f"redis+{kind}://")
         redis_ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", log.split("storage:")[1])]
         assert redis_ports

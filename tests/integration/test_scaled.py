@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -26,6 +25,7 @@ from chatlimit.tools.processes import MissingBinary, find_binary, free_port, wai
 from chatlimit.tools.stack import LocalStack as Cluster
 
 from ..support import ROOT, STRATEGIES, descendants, missing
+from ..traffic import burst, chat, remaining, send, served_by, statuses
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.nginx]
 
@@ -41,8 +41,8 @@ def warmed(cluster: Cluster) -> Cluster:
     """One message to each replica first: a replica's first request pays for loading the Lua
     script and opening connections, which would hand every early success to the warm ones."""
     for name in cluster.names:
-        response = httpx.post(f"{cluster.url}/replica/{name}/chat", json={"message": "warm-up"},
-                              headers={"User-Agent": "warm-up", "X-Forwarded-For": fresh_address()})
+        response = chat(f"{cluster.url}/replica/{name}", "warm-up", agent="warm-up",
+                        forwarded=fresh_address())
         assert response.status_code == HTTPStatus.OK
     return cluster
 
@@ -98,56 +98,14 @@ def user() -> Headers:
     return {"User-Agent": f"test-user/{uuid.uuid4().hex[:12]}", "X-Forwarded-For": fresh_address()}
 
 
-def first(value: str) -> int:
-    """A header's first value: stock slowapi (RATE_LIMIT_ENGINE=slowapi) sends its
-    X-RateLimit-* headers once per stacked decorator, which arrive joined ("2, 2")."""
-    return int(value.split(",")[0])
-
-
 @dataclass(frozen=True)
 class Answer:
+    """One answer of the kill test's load, with when its request started."""
+
     status: int
     served_by: str
     remaining: int | None
     started: float
-
-
-async def _burst(url: str, count: int, headers: dict[str, str]) -> list[Answer]:
-    async with httpx.AsyncClient(
-        timeout=60, limits=httpx.Limits(max_connections=count), headers=headers
-    ) as client:
-
-        async def one() -> Answer:
-            started = time.monotonic()
-            response = await client.post(f"{url}/chat", json={"message": "hello"})
-            remaining = response.headers.get("x-ratelimit-remaining")
-            return Answer(response.status_code, response.headers.get("x-served-by", "?"),
-                          first(remaining) if remaining else None, started)
-
-        return await asyncio.gather(*(one() for _ in range(count)))
-
-
-def burst(url: str, count: int, user: Headers) -> list[Answer]:
-    """`count` chat messages sent all at once by one client."""
-    return asyncio.run(_burst(url, count, user))
-
-
-def sequential(url: str, count: int, user: Headers) -> list[Answer]:
-    with httpx.Client(headers=user, timeout=10) as client:
-        answers = []
-        for _ in range(count):
-            response = client.post(f"{url}/chat", json={"message": "hello"})
-            answers.append(Answer(response.status_code, response.headers["x-served-by"],
-                                  first(response.headers["x-ratelimit-remaining"]), 0.0))
-        return answers
-
-
-def statuses(answers: list[Answer]) -> Counter[int]:
-    return Counter(a.status for a in answers)
-
-
-def served_by(answers: list[Answer], status: int) -> set[str]:
-    return {a.served_by for a in answers if a.status == status}
 
 
 def quota_views(cluster: Cluster, user: Headers) -> dict[str, int]:
@@ -178,15 +136,15 @@ def test_300_concurrent_requests_through_nginx_allow_exactly_the_limit_for_every
             env={**ENV, "RATE_LIMIT_STRATEGY": strategy, "RATE_LIMIT_ENGINE": engine},
             redis=base.redis))
     try:
-        answers = burst(cluster.url, 300, user)
+        answers = burst(cluster.url, 300, headers=user)
     finally:
         if cluster is not base:
             cluster.stop()
     assert statuses(answers) == {HTTPStatus.OK: LIMIT, HTTPStatus.TOO_MANY_REQUESTS: 300 - LIMIT}
-    assert served_by(answers, HTTPStatus.TOO_MANY_REQUESTS) == set(cluster.names)
+    assert set(served_by(answers, HTTPStatus.TOO_MANY_REQUESTS)) == set(cluster.names)
     # Which replica grants the ten is a race (all ten on one replica happens under load), but a
     # replica that refused after granting fewer than ten itself counted the others' grants.
-    granted = Counter(a.served_by for a in answers if a.status == HTTPStatus.OK)
+    granted = served_by(answers, HTTPStatus.OK)
     assert sum(granted[name] < LIMIT for name in cluster.names) >= len(cluster.names) - 1
 
 
@@ -197,10 +155,10 @@ def test_with_memory_storage_each_replica_counts_alone_so_300_requests_get_three
     # The failure mode chatlimit exists to show: nothing is shared, so every replica grants
     # the full limit and one user gets replicas x limit.
     in_memory = engine_cluster(request, engine, "memory")
-    answers = burst(in_memory.url, 300, user)
+    answers = burst(in_memory.url, 300, headers=user)
     assert statuses(answers) == {HTTPStatus.OK: 3 * LIMIT,
                                  HTTPStatus.TOO_MANY_REQUESTS: 300 - 3 * LIMIT}
-    per_replica = Counter(a.served_by for a in answers if a.status == HTTPStatus.OK)
+    per_replica = served_by(answers, HTTPStatus.OK)
     assert per_replica == {name: LIMIT for name in in_memory.names}
 
 
@@ -225,29 +183,29 @@ def test_guides_shopping_day_30_requests_over_3_replicas_with_limit_10(
 # --- identities -----------------------------------------------------------------------
 
 def test_separate_user_agents_have_separate_quotas(shared: Cluster, user: Headers) -> None:
-    assert statuses(burst(shared.url, 12, user))[HTTPStatus.OK] == LIMIT
-    other = burst(shared.url, 12, {**user, "User-Agent": user["User-Agent"] + "-other-browser"})
+    assert statuses(burst(shared.url, 12, headers=user))[HTTPStatus.OK] == LIMIT
+    other = burst(shared.url, 12, headers={**user, "User-Agent": user["User-Agent"] + "-other-browser"})
     assert statuses(other) == {HTTPStatus.OK: LIMIT, HTTPStatus.TOO_MANY_REQUESTS: 2}
 
 
 def test_separate_client_addresses_behind_nginx_have_separate_quotas(
     shared: Cluster, user: Headers
 ) -> None:
-    assert statuses(burst(shared.url, 12, user))[HTTPStatus.OK] == LIMIT
-    other = burst(shared.url, 12, {**user, "X-Forwarded-For": fresh_address()})
+    assert statuses(burst(shared.url, 12, headers=user))[HTTPStatus.OK] == LIMIT
+    other = burst(shared.url, 12, headers={**user, "X-Forwarded-For": fresh_address()})
     assert statuses(other) == {HTTPStatus.OK: LIMIT, HTTPStatus.TOO_MANY_REQUESTS: 2}
 
 
 def test_per_replica_views_agree_with_redis(shared: Cluster, user: Headers) -> None:
-    answers = sequential(shared.url, 4, user)
-    assert {a.served_by for a in answers} == set(shared.names)
+    answers = send(shared.url, 4, headers=user)
+    assert set(served_by(answers)) == set(shared.names)
     assert quota_views(shared, user) == {name: LIMIT - 4 for name in shared.names}
 
 
 def test_per_replica_views_disagree_with_memory(in_memory: Cluster, user: Headers) -> None:
-    answers = sequential(in_memory.url, 4, user)
+    answers = send(in_memory.url, 4, headers=user)
     used = {name: LIMIT - remaining for name, remaining in quota_views(in_memory, user).items()}
-    assert used == {name: sum(a.served_by == name for a in answers) for name in in_memory.names}
+    assert used == {name: served_by(answers)[name] for name in in_memory.names}
     assert sum(used.values()) == 4
     assert all(count < 4 for count in used.values())  # no replica saw them all
     assert len(set(used.values())) > 1
@@ -286,7 +244,7 @@ def test_the_package_ships_nginx_conf_itself_not_a_copy() -> None:
 
 def test_counters_survive_a_redis_restart(shared: Cluster, user: Headers) -> None:
     assert shared.redis is not None
-    sequential(shared.url, 4, user)
+    send(shared.url, 4, headers=user)
     shared.redis.stop()
     shared.redis.start()
     assert any((shared.redis.dir / "appendonlydir").iterdir())
@@ -294,7 +252,7 @@ def test_counters_survive_a_redis_restart(shared: Cluster, user: Headers) -> Non
         wait_until(lambda name=name: httpx.get(f"{shared.replica_urls[name]}/readyz").is_success,
                    what=f"{name} back on redis")
     assert quota_views(shared, user) == {name: LIMIT - 4 for name in shared.names}
-    assert sequential(shared.url, 1, user)[0].remaining == LIMIT - 5
+    assert remaining(send(shared.url, 1, headers=user)[0]) == LIMIT - 5
 
 
 CUT_OFF = 0  # no complete response

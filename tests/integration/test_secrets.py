@@ -18,8 +18,7 @@ from chatlimit.limiter.headers import DEGRADED_HEADER
 from chatlimit.tools.processes import MissingBinary, RedisServer
 from chatlimit.uri import mask_uri
 
-from ..support import missing
-from .served import ServedApp
+from ..support import ServedApp, missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 

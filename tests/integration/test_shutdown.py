@@ -15,8 +15,7 @@ import pytest
 
 from chatlimit.tools.processes import MissingBinary, find_binary, free_port, port_open, wait_until
 
-from ..support import descendants, missing
-from .served import ServedApp
+from ..support import ServedApp, descendants, missing
 
 pytestmark = pytest.mark.integration
 

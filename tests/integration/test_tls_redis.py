@@ -25,11 +25,11 @@ from chatlimit.tools.processes import (
     Process,
     find_binary,
     free_port,
-    port_open,
     wait_until,
 )
 
-from ..support import ClientFactory, missing
+from ..support import ClientFactory, ServedApp, missing
+from ..traffic import chat
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -136,17 +136,13 @@ def tls_uri(tls_redis: TlsRedis) -> TlsRedis:
     return tls_redis
 
 
-def chat(client, agent: str = "curl/8"):  # type: ignore[no-untyped-def]
-    return client.post("/chat", json={"message": "hello"}, headers={"User-Agent": agent})
-
-
 @pytest.mark.parametrize("user", ["", "default"], ids=["password only", "user and password"])
 def test_a_passworded_rediss_uri_counts_in_the_tls_redis(
     make_client: ClientFactory, tls_uri: TlsRedis, user: str
 ) -> None:
     client = make_client(storage_uri=tls_uri.uri(user=user))
     assert client.get("/readyz").status_code == HTTPStatus.OK
-    codes = [chat(client).status_code for _ in range(4)]
+    codes = [chat(client, agent="curl/8").status_code for _ in range(4)]
     assert codes == [HTTPStatus.OK] * 3 + [HTTPStatus.TOO_MANY_REQUESTS]
     with tls_uri.client() as store:
         assert len(store.keys("chatlimit:*")) == 2  # the user's and the address's
@@ -157,7 +153,7 @@ def test_the_servers_certificate_is_checked_against_the_given_ca(
 ) -> None:
     client = make_client(storage_uri=tls_uri.uri(ca=tls_uri.other_ca), fail_mode="closed")
     assert client.get("/readyz").status_code == HTTPStatus.SERVICE_UNAVAILABLE
-    assert chat(client).status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert chat(client, agent="curl/8").status_code == HTTPStatus.SERVICE_UNAVAILABLE
 
 
 def test_plain_redis_to_a_tls_only_server_is_not_ready(
@@ -173,46 +169,34 @@ def test_a_wrong_password_is_refused_without_echoing_it(
 ) -> None:
     client = make_client(storage_uri=tls_uri.uri(password="not-the-one"), fail_mode="closed")
     ready = client.get("/readyz")
-    refused = chat(client)
+    refused = chat(client, agent="curl/8")
     assert ready.status_code == refused.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     assert "not-the-one" not in ready.text + refused.text
 
 
-def serve(workdir: Path, name: str, storage_uri: str, fail_mode: str) -> tuple[Process, int]:
-    port = free_port()
-    env = {
-        **os.environ, "STORAGE_URI": storage_uri, "FAIL_MODE": fail_mode, "LOG_LEVEL": "debug",
-        "ACCESS_LOG": "true", "INSTANCE_NAME": name, "HOST": "127.0.0.1", "PORT": str(port),
-    }
-    process = Process(name, [sys.executable, "-m", "chatlimit", "serve"], workdir / f"{name}.log", env=env)
-    process.start()
-    try:
-        wait_until(lambda: port_open(port) or not process.alive(), what=name)
-        assert process.alive(), process.log_tail()
-    except BaseException:
-        process.stop()  # a failed start must not leave a running child for a later test's GC
-        raise
-    return process, port
+def serve(workdir: Path, name: str, storage_uri: str, fail_mode: str) -> ServedApp:
+    return ServedApp(workdir, name, STORAGE_URI=storage_uri, FAIL_MODE=fail_mode,
+                     LOG_LEVEL="debug", ACCESS_LOG="true").start()
 
 
 def test_the_password_never_appears_in_info_page_errors_or_logs(
     tls_uri: TlsRedis, tmp_path: Path
 ) -> None:
-    working, working_port = serve(tmp_path, "working", tls_uri.uri(user="default"), "open")
-    failing, failing_port = serve(tmp_path, "failing", tls_uri.uri(ca=tls_uri.other_ca), "closed")
+    working = serve(tmp_path, "working", tls_uri.uri(user="default"), "open")
+    failing = serve(tmp_path, "failing", tls_uri.uri(ca=tls_uri.other_ca), "closed")
     seen: list[str] = []
     try:
-        for port in (working_port, failing_port):
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        for app in (working, failing):
+            with httpx.Client(base_url=app.url, timeout=10) as http:
                 info = http.get("/api/info")
                 assert "***" in info.json()["storage"]["uri"]
                 seen += [info.text, http.get("/").text, http.get("/readyz").text]
                 seen += [http.get("/api/quota").text, http.get("/nowhere").text]
-                seen += [chat(http).text for _ in range(4)]
+                seen += [chat(http, agent="curl/8").text for _ in range(4)]
     finally:
         working.stop()
         failing.stop()
-    logs = working.log_path.read_text() + failing.log_path.read_text()
+    logs = working.log + failing.log
     assert "storage=rediss://default:***@127.0.0.1" in logs
     assert "SSLError" in logs or "ConnectionError" in logs  # the failing one said why, by type
     for text in [*seen, logs]:

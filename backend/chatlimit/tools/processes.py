@@ -280,10 +280,14 @@ class ServedApp:
     def pid(self) -> int:
         return self.process.pid
 
-    def start(self, timeout: float = 30.0, ready_path: str = "/healthz") -> ServedApp:
+    def start(self, timeout: float = 60.0, ready_path: str = "/healthz") -> ServedApp:
         self.process.start()
-        wait_until(lambda: self._ready(ready_path), timeout=timeout,
-                   what=f"chatlimit serve ({self.name}) on {self.port}")
+        try:
+            wait_until(lambda: self._ready(ready_path), timeout=timeout,
+                       what=f"chatlimit serve ({self.name}) on {self.port}")
+        except BaseException:
+            self.process.stop()  # a failed start leaves no child behind for a later test
+            raise
         return self
 
     def _ready(self, path: str) -> bool:
