@@ -174,3 +174,16 @@ def test_quota_returns_after_the_window(make_client: ClientFactory, storage_uri:
     while chat(client).status_code != HTTPStatus.OK:
         assert time.monotonic() < deadline, "quota did not come back within the window"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_after_the_minute_refuses_the_quota_reports_the_hour_that_still_refuses(
+    make_client: ClientFactory, storage_uri: str, strategy: str
+) -> None:
+    # Told "a minute", the client would come back and be refused for the rest of the hour.
+    client = make_client(storage_uri=storage_uri, rate_limit="3/minute;3/hour",
+                         rate_limit_strategy=strategy)
+    assert [chat(client).status_code for _ in range(4)] == [200, 200, 200, 429]
+    answer = client.get("/api/quota")
+    assert answer.json()["quota"] == {"limit": 3, "remaining": 0, "reset_after": 3600}
+    assert answer.headers["RateLimit"] == '"3-per-1-hour";r=0;t=3600'

@@ -231,6 +231,9 @@ class MemoryCounter:
         if state is not None and now < state[0] + 2 * window:
             if now >= state[0] + window:
                 start, previous = state[0] + window, state[1]
+                # The window moves on every call, peeks and refused hits included (as in
+                # limits): the next window then keeps this phase instead of starting anew.
+                self._sliding[key] = [start, 0, previous, start + 2 * window]
             else:
                 start, current, previous = state[0], state[1], state[2]
         elapsed = now - start
@@ -243,7 +246,12 @@ class MemoryCounter:
         reset = 0.0
         if allowed:
             if weighted > 0:
+                # Until the weighted count next drops: the previous window's share loses a
+                # request, or, when it has none left to lose, the current window ends.
                 reset = window - elapsed
+                share = math.floor(previous * (window - elapsed) / window)
+                if share > 0:
+                    reset = max(reset - share * window / previous, 0.001)
         else:
             budget = amount - cost - current
             if budget >= 0:

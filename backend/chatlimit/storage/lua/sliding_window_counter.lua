@@ -1,7 +1,8 @@
 -- Sliding window counter: each key is a hash {s = window start (ms), c = count in it,
 -- p = count in the window before}; the weighted count is p * (share of the previous window
--- still inside) + c. Windows start at a client's first hit, as in limits, not on clock
--- boundaries; a window is named by its start. Time comes from Redis itself.
+-- still inside) + c. Windows start at a client's first hit, as in limits' Redis storage, not
+-- on clock boundaries, and keep that phase while every window sees a call; a window is named
+-- by its start. Time comes from Redis itself.
 local clock = true
 
 local function step(key, amount, window, cost, reading, now)
@@ -11,6 +12,10 @@ local function step(key, amount, window, cost, reading, now)
     start, c, p = now, 0, 0
   elseif now >= start + window then
     start, c, p = start + window, 0, c
+    -- The window moves on every call, peeks and refused hits included (as in limits): the
+    -- next window then keeps this phase instead of starting anew.
+    redis.call('HSET', key, 's', string.format('%.0f', start), 'c', 0, 'p', p)
+    redis.call('PEXPIRE', key, 2 * window - (now - start))
   end
   local elapsed = now - start
   local weighted = math.floor(p * (window - elapsed) / window) + c
@@ -25,7 +30,16 @@ local function step(key, amount, window, cost, reading, now)
   if remaining < 0 then remaining = 0 end
   local reset = 0
   if allowed then
-    if weighted > 0 then reset = window - elapsed end
+    if weighted > 0 then
+      -- Until the weighted count next drops: the previous window's share loses a request,
+      -- or, when it has none left to lose, the current window ends.
+      reset = window - elapsed
+      local share = math.floor(p * (window - elapsed) / window)
+      if share > 0 then
+        reset = reset - math.floor(share * window / p)
+        if reset < 1 then reset = 1 end
+      end
+    end
   else
     -- When refused: how long until the weighted count leaves room for this cost.
     local budget = amount - cost - c
