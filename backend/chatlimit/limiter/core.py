@@ -27,6 +27,7 @@ from limits import RateLimitItem
 from limits.errors import ConfigurationError
 from slowapi import Limiter as SlowapiLimiter
 from slowapi.errors import RateLimitExceeded
+from slowapi.wrappers import Limit
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,7 +39,7 @@ from ..uri import parse_storage_uri
 from .breaker import Breaker
 from .headers import policy_header
 from .keys import key_for, key_suffix
-from .rules import Charge, LimitValue, Rule, charges
+from .rules import Charge, LimitValue, Rule, charges, identity_of
 from .slowapi_surface import SlowapiSurface
 
 # Handed to stock slowapi (RATE_LIMIT_ENGINE=slowapi) so that it reads no .env file.
@@ -86,6 +87,17 @@ class _Plan:
     ceiling: tuple[bool, ...]  # which limits are per-address ceilings
     policies: tuple[str, ...]  # RateLimit-Policy when limit i is the one shown
     own: tuple[int, ...]  # indices of the caller's own limits
+
+
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """A route (and endpoint key) whose limits need nothing from a request but the answers of
+    its key functions: worked out once, so the hot path only asks those."""
+
+    plan: _Plan
+    limits: tuple[Limit, ...]
+    key_funcs: tuple[Callable[..., Any], ...]  # per limit
+    costs: tuple[int, ...]
 
 
 class Limiter(SlowapiSurface, SlowapiLimiter):
@@ -170,6 +182,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         self._scopes: dict[str, str] = {}  # route name -> the endpoint in its storage keys
         self._suffixes: dict[tuple[str, RateLimitItem], str] = {}
         self._plans: dict[tuple[tuple[RateLimitItem, str, bool], ...], _Plan] = {}
+        self._fixed: dict[tuple[str, bool, str], _Fixed | None] = {}
 
     def _breaker(self, uri: str, options: dict[str, Any], fail_open: bool) -> Breaker:
         unknown = set(options) - set(STORAGE_OPTIONS)
@@ -222,6 +235,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             if not callable(rule.value):
                 self._route_limits.setdefault(name, []).extend(rule.static)
             self._scopes[name] = func.__name__
+            self._fixed.clear()
             if getattr(func, "_chatlimit_limited", False):
                 # A stacked decorator: its limits join the route's, counted by the one check
                 # the outer wrapper runs, in the same script call.
@@ -306,10 +320,19 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             return None
         endpoint_key = request.scope["path"] if self._key_style == "url" else \
             self._scopes.get(name, name)
-        found = await charges(rules, request, endpoint_key, {})
-        if not found:
-            return None
-        decision = await self._count(request, found, peek=peek)
+        fixed = self._fixed_for(name, in_middleware, endpoint_key, rules)
+        identities = await self._identities(fixed, request) if fixed is not None else None
+        if fixed is not None and identities is not None:
+            plan, limits, costs = fixed.plan, fixed.limits, fixed.costs
+        else:  # dynamic limits, exemptions, callable costs: resolved for this request
+            found = await charges(rules, request, endpoint_key, {})
+            if not found:
+                return None
+            plan = self._plan(found)
+            limits = tuple(c.limit for c in found)
+            identities = [c.identity for c in found]
+            costs = tuple(c.cost for c in found)
+        decision = await self._count(request, plan, identities, costs, peek=peek)
         if peek or decision.allowed:
             return decision
         if self.shadow:  # counted and reported (observer, header), never refused
@@ -317,7 +340,41 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 decision, shadow=True)
             return decision
         assert decision.verdict.failed is not None
-        raise RateLimitExceeded(found[decision.verdict.failed].limit)
+        raise RateLimitExceeded(limits[decision.verdict.failed])
+
+    def _fixed_for(
+        self, name: str, in_middleware: bool, endpoint_key: str, rules: Sequence[Rule]
+    ) -> _Fixed | None:
+        key = (name, in_middleware, endpoint_key)
+        if key in self._fixed:
+            return self._fixed[key]
+        fixed = None
+        if all(rule.plain for rule in rules):
+            ordered = sorted(rules, key=lambda r: r.ceiling)  # stable: ceilings last
+            found = [Charge(lim, "", rule.scope_for(endpoint_key, None), int(rule.cost),  # type: ignore[arg-type]
+                            rule.ceiling) for rule in ordered for lim in rule.static]
+            fixed = _Fixed(self._plan(found), tuple(c.limit for c in found),
+                           tuple(r.key_func for r in ordered for _ in r.static),
+                           tuple(c.cost for c in found)) if found else None
+        if len(self._fixed) > 4096:  # URL key style: one per path; stay bounded
+            self._fixed.clear()
+        self._fixed[key] = fixed
+        return fixed
+
+    @staticmethod
+    async def _identities(fixed: _Fixed, request: Request) -> list[str] | None:
+        """Each limit's identity, a key function asked once; None if one is empty (slowapi
+        then skips that limit: the slow path does)."""
+        known: dict[Callable[..., Any], str] = {}
+        identities = []
+        for key_func in fixed.key_funcs:
+            identity = known.get(key_func)
+            if identity is None:
+                identity = known[key_func] = await identity_of(key_func, request)
+                if not identity:
+                    return None
+            identities.append(identity)
+        return identities
 
     async def check(self, request: Request, name: str) -> Decision | None:
         """Count this request against the route `name`'s limits (see check_request)."""
@@ -328,7 +385,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         nothing."""
         return await self.check_request(request, route_name(route), peek=True)
 
-    def _plan(self, found: Sequence[Charge]) -> tuple[_Plan, tuple[str, ...]]:
+    def _plan(self, found: Sequence[Charge]) -> _Plan:
         suffixes = []
         for charge in found:
             item = charge.limit.limit
@@ -355,21 +412,22 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 own=tuple(i for i, c in enumerate(ceiling) if not c) or (0,),
             )
             self.observer.declare(plan.items, plan.ceiling)
-        return plan, plan.suffixes
+        return plan
 
-    async def _count(self, request: Request, found: Sequence[Charge], *, peek: bool) -> Decision:
-        plan, suffixes = self._plan(found)
+    async def _count(
+        self, request: Request, plan: _Plan, identities: Sequence[str], costs: Sequence[int],
+        *, peek: bool,
+    ) -> Decision:
         prefix = self._key_prefix
-        keys = [key_for(c.identity, s) for c, s in zip(found, suffixes, strict=True)]
+        keys = [key_for(i, s) for i, s in zip(identities, plan.suffixes, strict=True)]
         if prefix:
             keys = [f"{prefix}:{key}" for key in keys]
         # Each limit is charged its own cost, as slowapi does.
-        costs = [c.cost for c in found]
         verdict, degraded = await self.breaker.count(keys, plan.items, costs, peek=peek)
         if not peek:  # the observer hook: one call per decision (metrics, stats, refusal log)
             failed = verdict.failed
             self.observer.decided(plan.items, plan.ceiling, verdict, "" if failed is None
-                                  else found[failed].identity)
+                                  else identities[failed])
         shown = self._shown(plan, verdict, peek)
         decision = Decision(
             verdict=verdict,

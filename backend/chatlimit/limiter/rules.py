@@ -37,9 +37,10 @@ async def _call(func: Callable[..., Any], *args: Any) -> Any:
 
 async def identity_of(key_func: Callable[..., Any], request: Request) -> str:
     """slowapi's rule: the key function gets the request if it has a `request` parameter."""
-    if "request" in parameters(key_func):
-        return str(await _call(key_func, request))
-    return str(await _call(key_func))
+    value = key_func(request) if "request" in parameters(key_func) else key_func()
+    if inspect.isawaitable(value):  # on the hot path: no coroutine of our own for a sync one
+        value = await value
+    return value if isinstance(value, str) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,13 @@ class Rule:
     override_defaults: bool = True
     ceiling: bool = False  # a per-address ceiling: counted last, shown only when it refuses
     static: tuple[Limit, ...] = ()  # the parsed limits of a limit string
+
+    @property
+    def plain(self) -> bool:
+        """Nothing to resolve per request but the key: the limits, scope and cost are fixed."""
+        return not (callable(self.value) or callable(self.cost) or callable(self.scope)
+                    or self.exempt_when is not None or self.methods is not None
+                    or self.per_method)
 
     @classmethod
     def build(cls, value: LimitValue, key_func: Callable[..., Any], **options: Any) -> Rule:
@@ -107,10 +115,10 @@ class Rule:
         # The counters count whole units: a fractional cost is rounded up, never down.
         return max(0, math.ceil(cost))
 
-    def scope_for(self, endpoint: str, request: Request) -> str:
+    def scope_for(self, endpoint: str, request: Request | None) -> str:
         scope = self.scope
         name = (scope(endpoint) if callable(scope) else scope) or endpoint
-        return f"{name}:{request.method}" if self.per_method else name
+        return f"{name}:{request.method}" if self.per_method and request else name
 
 
 @dataclass(frozen=True, slots=True)
