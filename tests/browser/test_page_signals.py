@@ -11,8 +11,9 @@ from playwright.sync_api import Page, expect
 
 from chatlimit.tools.processes import RedisServer, free_port
 
+from ..support import ServedApp, ServeFactory
 from .chatpage import ChatPage
-from .conftest import PageProblems, ServedApp, ServeFactory
+from .conftest import PageProblems
 from .contrast import below_aa
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
