@@ -21,8 +21,7 @@ from chatlimit.app import create_app
 from chatlimit.settings import SettingsError, load_settings
 from chatlimit.tools.processes import RedisServer
 
-from ..support import STRATEGIES, ClientFactory, make_settings
-from .served import ServedApp
+from ..support import STRATEGIES, ClientFactory, ServedApp, make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
