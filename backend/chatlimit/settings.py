@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .strategies import NAMES as STRATEGY_NAMES
-from .strategies import StrategyName
+from .strategies import WEIGHTED, StrategyName
 from .uri import REDIS_SCHEMES, StorageLocation, mask_uri, parse_storage_uri
 
 FailMode = Literal["open", "closed"]
@@ -74,6 +74,10 @@ ACCEPTS = {
     "llm_system_prompt": "a text of at most 4000 characters (empty: none)",
     "llm_context_turns": "a number of earlier turns from 0 to 12 (what /chat accepts)",
     "model_token_delay_ms": "milliseconds from 0 to 5000 between streamed tokens",
+    "token_limit": "a slowapi limit string counted in tokens such as 2000/hour, several joined by "
+    "';' (2000/hour;10000/day), or off",
+    "max_streams": "a number of replies in flight per user at once from 1 to 1000, or off",
+    "lease_ttl": "seconds from 1 to 600 that a reply's stream slot outlives its last heartbeat",
     "model_busy": "0, or the Retry-After in seconds (1 to 3600) of the 429 that `chatlimit "
     "model` then answers to every completion",
 }
@@ -192,6 +196,19 @@ class Settings(BaseSettings):
     # `chatlimit model` only: answer every completion with 429 and this Retry-After (0: never),
     # so the app's 503 upstream_busy can be seen against a real process.
     model_busy: int = Field(default=0, ge=0, le=3600)
+    # The token budget per user (README "Token budgets"): each /chat reply reserves its
+    # prompt's estimate plus its max_tokens before the model is called, and is charged its
+    # usage when it ends. The default is spent by four "tell me a story" messages, so a
+    # newcomer meets it within two minutes (three messages a minute). Off by default under
+    # moving-window, which keeps one entry per unit and so cannot hold weighted reservations.
+    token_limit: str = "2000/hour"
+    # Replies in flight per user at once. Above the default RATE_LIMIT (3), so Burst still
+    # shows the request limit refusing; low enough that one user cannot hold many of the
+    # model's slots. None: off.
+    max_streams: int | None = Field(default=5, ge=1, le=1000)
+    # A reply's slot expires this long after its last heartbeat (every third of it), so a
+    # replica killed mid-reply frees its users' slots within this many seconds.
+    lease_ttl: float = Field(default=15.0, ge=1, le=600)
 
     @model_validator(mode="before")
     @classmethod
@@ -254,6 +271,45 @@ class Settings(BaseSettings):
             if tier not in tiers:
                 raise ValueError("a key names a tier that TIER_LIMITS does not define")
         return value
+
+    @field_validator("token_limit")
+    @classmethod
+    def _parsable_token_limit(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in _OFF:
+            return "off"
+        parse_many(value)
+        return value
+
+    @field_validator("max_streams", mode="before")
+    @classmethod
+    def _streams_or_off(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip().lower() in _OFF):
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _tokens_need_a_weighted_strategy(self) -> Settings:
+        if self.rate_limit_engine == "slowapi":
+            # Stock slowapi counts requests only; the defaults step aside, a choice is refused.
+            asked = [n for n in ("token_limit", "max_streams") if n in self.model_fields_set
+                     and getattr(self, n) not in ("off", None)]
+            if asked:
+                raise ValueError(f"{asked[0].upper()} needs RATE_LIMIT_ENGINE=chatlimit (stock "
+                                 f"slowapi counts requests only); or set {asked[0].upper()}=off")
+            object.__setattr__(self, "token_limit", "off")
+            object.__setattr__(self, "max_streams", None)
+            return self
+        if self.token_limit != "off" and self.rate_limit_strategy not in WEIGHTED:
+            if "token_limit" in self.model_fields_set:
+                raise ValueError(
+                    f"TOKEN_LIMIT={self.token_limit!r} needs RATE_LIMIT_STRATEGY "
+                    f"{' or '.join(WEIGHTED)} ({self.rate_limit_strategy} keeps one entry per "
+                    "unit, so it cannot hold a weighted reservation); or set TOKEN_LIMIT=off"
+                )
+            # The default only: off, said at start-up (app.py), instead of refusing to start.
+            object.__setattr__(self, "token_limit", "off")
+        return self
 
     @field_validator("llm_base_url")
     @classmethod
@@ -329,6 +385,11 @@ class Settings(BaseSettings):
         return parse_many(self.rate_limit)
 
     @cached_property
+    def token_limits(self) -> list[RateLimitItem]:
+        """TOKEN_LIMIT parsed; empty when it is off."""
+        return [] if self.token_limit == "off" else parse_many(self.token_limit)
+
+    @cached_property
     def address_limit(self) -> str | None:
         """RATE_LIMIT_PER_ADDRESS as a limit string, or None when it is off."""
         value = self.rate_limit_per_address
@@ -378,7 +439,9 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
+        if not error["loc"]:  # a rule across variables: its message names them
+            raise SettingsError(str(error["msg"]).removeprefix("Value error, ")) from None
+        field = str(error["loc"][0])
         raw = error.get("input")
         shown = mask_uri(raw) if isinstance(raw, str) else raw
         if field in ("llm_api_key", "api_keys"):

@@ -50,14 +50,34 @@ def test_a_200_carries_quota_and_rate_limit_headers_but_no_retry_after(
     assert answer.headers["X-RateLimit-Remaining"] == "2"
     reset = int(answer.headers["X-RateLimit-Reset"])
     assert time.time() + 55 <= reset <= time.time() + 62
+    # The token budget and the stream slots are listed beside the request policy.
+    assert answer.headers["RateLimit-Policy"] == (
+        '"3-per-1-minute";q=3;w=60, "tokens-2000-per-1-hour";q=2000;w=3600;chatlimit-qu="tokens", '
+        '"streams";q=5;qu="concurrent-requests"')
+    reserved = 2000 - int(answer.headers["X-RateLimit-Remaining-Tokens"])
+    assert reserved == body["tokens"]["reserved"] > 256  # the prompt's estimate plus max_tokens
+    assert answer.headers["RateLimit"] == (
+        f'"3-per-1-minute";r=2;t=60, "tokens-2000-per-1-hour";r={2000 - reserved};t=3600, '
+        '"streams";r=4')
+    assert answer.headers["X-RateLimit-Limit-Tokens"] == "2000"
+    assert answer.headers["X-RateLimit-Reset-Tokens"] == "1h0m0s"
+
+
+def test_without_a_token_budget_the_headers_list_the_request_policy_alone(
+    make_client: ClientFactory, storage_uri: str
+) -> None:
+    answer = chat(make_client(storage_uri=storage_uri, token_limit="off", max_streams="off"))
     assert answer.headers["RateLimit-Policy"] == '"3-per-1-minute";q=3;w=60'
     assert answer.headers["RateLimit"] == '"3-per-1-minute";r=2;t=60'
+    assert "X-RateLimit-Limit-Tokens" not in answer.headers
+    assert answer.json()["tokens"] is None
 
 
 def test_with_several_limits_the_headers_describe_the_tightest(
     make_client: ClientFactory, storage_uri: str
 ) -> None:
-    client = make_client(storage_uri=storage_uri, rate_limit="5/minute;2/hour")
+    client = make_client(storage_uri=storage_uri, rate_limit="5/minute;2/hour", token_limit="off",
+                         max_streams="off")
     first = chat(client)
     assert first.headers["X-RateLimit-Limit"] == "2"
     assert first.headers["RateLimit"] == '"2-per-1-hour";r=1;t=3600'
@@ -127,8 +147,9 @@ def test_with_the_limiter_disabled_nothing_is_limited(make_client: ClientFactory
     assert {a.status_code for a in answers} == {HTTPStatus.OK}
     assert answers[0].json()["quota"] is None
     assert "X-RateLimit-Limit" not in answers[0].headers
-    assert client.get("/api/quota").json() == {"served_by": "test-1", "enabled": False, "quota": None,
-                                              "tier": None}
+    quota = client.get("/api/quota").json()
+    assert {k: quota[k] for k in ("served_by", "enabled", "quota", "tier", "tokens", "streams")} == {
+        "served_by": "test-1", "enabled": False, "quota": None, "tier": None, "tokens": None, "streams": None}
 
 
 def test_storage_keys_hold_a_hash_never_the_address(make_client: ClientFactory, redis_url: str, redis_server: RedisServer) -> None:
@@ -137,31 +158,38 @@ def test_storage_keys_hold_a_hash_never_the_address(make_client: ClientFactory, 
     client = make_client(storage_uri=redis_url, peer="127.0.0.1")
     chat(client, forwarded="198.51.100.77")
     keys = sorted(k.decode() for k in redis.Redis(port=redis_server.port).keys("*"))
-    # The user's key and the per-address ceiling's, both under the hashed address as hash tag.
-    assert len(keys) == 2
-    user, address = keys
+    # The user's request and token keys and the per-address ceiling's, all under the hashed
+    # address as hash tag (one Redis Cluster slot); the stream lease was released and is gone.
+    assert len(keys) == 3
+    tokens, user, address = keys
+    assert re.fullmatch(r"chatlimit:\{[0-9a-f]{24}\}:[0-9a-f]{24}:fw:chat-tokens:2000/1hour", tokens)
     assert re.fullmatch(r"chatlimit:\{[0-9a-f]{24}\}:[0-9a-f]{24}:fw:chat:3/1minute", user)
     assert re.fullmatch(r"chatlimit:\{[0-9a-f]{24}\}:fw:chat:30/1minute", address)
-    assert user.split("}")[0] == address.split("}")[0]
+    assert len({key.split("}")[0] for key in keys}) == 1
     assert all("198.51.100.77" not in key for key in keys)
 
 
+@pytest.mark.parametrize("budget", ["off", "on"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_one_redis_round_trip_per_limited_request(
-    make_client: ClientFactory, redis_url: str, redis_server: RedisServer, strategy: str
+def test_one_redis_round_trip_per_limited_request_and_one_more_to_settle_a_budget(
+    make_client: ClientFactory, redis_url: str, redis_server: RedisServer, strategy: str, budget: str
 ) -> None:
     import redis
 
-    client = make_client(storage_uri=redis_url, rate_limit="1000/minute", rate_limit_strategy=strategy)
-    chat(client)  # loads the script
+    extra = {} if budget == "on" else {"token_limit": "off", "max_streams": "off"}
+    client = make_client(storage_uri=redis_url, rate_limit="1000/minute", rate_limit_strategy=strategy,
+                         **extra)
+    chat(client)  # loads the scripts
     admin = redis.Redis(port=redis_server.port)
     admin.config_resetstat()
     for _ in range(20):
         assert chat(client).status_code == HTTPStatus.OK
     stats = admin.info("commandstats")
-    assert stats["cmdstat_evalsha"]["calls"] == 20
+    # Admission (requests, tokens and the stream slot together), then the settlement.
+    per_request = 2 if budget == "on" else 1
+    assert stats["cmdstat_evalsha"]["calls"] == 20 * per_request
     assert "cmdstat_ttl" not in stats  # slowapi's header lookups (GET, TTL) are gone
-    assert round_trips(stats, strategy) == 20
+    assert round_trips(stats, strategy) == 20 * per_request
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -53,14 +53,21 @@ def test_a_streamed_reply_is_meta_then_deltas_then_done_with_usage(app: ServedAp
     names = [name for name, _ in received]
     assert names[0] == "meta" and names[-1] == "done"
     assert set(names[1:-1]) == {"delta"} and len(names) > 10 - 2
-    assert received[0][1] == {"served_by": "app-1",
-                              "quota": {"limit": 3, "remaining": 2, "reset_after": 60}}
+    meta = received[0][1]
+    assert {k: meta[k] for k in ("served_by", "quota")} == {
+        "served_by": "app-1", "quota": {"limit": 3, "remaining": 2, "reset_after": 60}}
+    # The reservation: the prompt's estimate plus the max_tokens sent upstream (256).
+    assert meta["tokens"]["reserved"] > 256
+    assert meta["tokens"]["remaining"] == 2000 - meta["tokens"]["reserved"]
     text = "".join(data["text"] for name, data in received if name == "delta")
     assert text.startswith("Hello! I'm the chatlimit demo bot.")
     done = received[-1][1]
     assert done["usage"]["completion_tokens"] == len(names) - 2
     assert done["usage"]["reported"] is True
     assert done["quota"]["remaining"] == 2
+    # Settled: charged the upstream's usage, the rest of the reservation refunded.
+    assert done["tokens"]["charged"] == done["usage"]["total_tokens"]
+    assert done["tokens"]["remaining"] == 2000 - done["usage"]["total_tokens"]
 
 
 def test_the_rate_limit_headers_and_first_event_come_before_the_reply_is_complete(
@@ -69,7 +76,8 @@ def test_the_rate_limit_headers_and_first_event_come_before_the_reply_is_complet
     with httpx.stream("POST", f"{app.url}/chat", json={"message": "tell me a story"},
                       headers={**SSE, **agent()}, timeout=10) as answer:
         assert answer.headers["x-ratelimit-remaining"] == "2"
-        assert answer.headers["ratelimit"] == '"3-per-1-minute";r=2;t=60'
+        assert answer.headers["ratelimit"].startswith('"3-per-1-minute";r=2;t=60, "tokens-')
+        assert int(answer.headers["x-ratelimit-remaining-tokens"]) < 2000 - 256
         received = events(answer)
         assert next(received)[0] == "meta"
         assert next(received)[0] == "delta"

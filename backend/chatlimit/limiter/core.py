@@ -37,6 +37,7 @@ from ..storage import MemoryCounter, Quota, Verdict, counter_for
 from ..strategies import STRATEGIES
 from ..uri import parse_storage_uri
 from .breaker import Breaker
+from .budget import Ask, Standing, TokenBudget, ask_of, standing
 from .headers import policy_header
 from .keys import key_for, key_suffix
 from .rules import Charge, LimitValue, Rule, charges, identity_of
@@ -58,6 +59,7 @@ class Decision:
     policy: str  # RateLimit-Policy
     degraded: bool  # counted by the fail-open fallback, not the shared storage
     shadow: bool = False  # refused by the limit, let through (RATE_LIMIT_MODE=shadow)
+    budget: Standing | None = None  # tokens and stream slots, where the route has a budget
 
     @property
     def allowed(self) -> bool:
@@ -183,6 +185,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         self._suffixes: dict[tuple[str, RateLimitItem], str] = {}
         self._plans: dict[tuple[tuple[RateLimitItem, str, bool], ...], _Plan] = {}
         self._fixed: dict[tuple[str, bool, str], _Fixed | None] = {}
+        self._budgets: dict[str, TokenBudget] = {}  # route name -> TOKEN_LIMIT, MAX_STREAMS
 
     def _breaker(self, uri: str, options: dict[str, Any], fail_open: bool) -> Breaker:
         unknown = set(options) - set(STORAGE_OPTIONS)
@@ -222,6 +225,12 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         return self._decorator(Rule.build(
             limit_value, key_func or self._key_func, scope=scope, error_message=error_message,
             exempt_when=exempt_when, cost=cost, override_defaults=override_defaults))
+
+    def add_budget(self, route: Callable[..., Any], budget: TokenBudget) -> None:
+        """Count `route`'s token budget and stream slots in the same call as its limits."""
+        if budget.active:
+            self._budgets[route_name(route)] = budget
+            self.observer.declare(budget.items, ("tokens",) * len(budget.items))
 
     def exempt(self, obj: Callable[..., Any]) -> Callable[..., Any]:
         """No limit applies to this route, not even the default and application limits."""
@@ -332,15 +341,21 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             limits = tuple(c.limit for c in found)
             identities = [c.identity for c in found]
             costs = tuple(c.cost for c in found)
-        decision = await self._count(request, plan, identities, costs, peek=peek)
+        budget = self._budgets.get(name)
+        decision = await self._count(request, plan, identities, costs, peek=peek, budget=budget)
         if peek or decision.allowed:
             return decision
         if self.shadow:  # counted and reported (observer, header), never refused
             decision = request.state.rate_limit = request.state.view_rate_limit = replace(
                 decision, shadow=True)
             return decision
-        assert decision.verdict.failed is not None
-        raise RateLimitExceeded(limits[decision.verdict.failed])
+        failed = decision.verdict.failed
+        assert failed is not None
+        if budget is not None and failed >= len(limits):  # tokens, or no free stream slot
+            raise RateLimitExceeded(
+                budget.streams_limit if decision.verdict.refused_streams and
+                budget.streams_limit else budget.limits[failed - len(limits)])
+        raise RateLimitExceeded(limits[failed])
 
     def _fixed_for(
         self, name: str, in_middleware: bool, endpoint_key: str, rules: Sequence[Rule]
@@ -416,25 +431,52 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
 
     async def _count(
         self, request: Request, plan: _Plan, identities: Sequence[str], costs: Sequence[int],
-        *, peek: bool,
+        *, peek: bool, budget: TokenBudget | None = None,
     ) -> Decision:
         prefix = self._key_prefix
         keys = [key_for(i, s) for i, s in zip(identities, plan.suffixes, strict=True)]
         if prefix:
             keys = [f"{prefix}:{key}" for key in keys]
         # Each limit is charged its own cost, as slowapi does.
-        verdict, degraded = await self.breaker.count(keys, plan.items, costs, peek=peek)
+        user, ask, lease = "", None, None
+        budget_keys: list[str] = []
+        if budget is None:
+            verdict, degraded = await self.breaker.count(keys, plan.items, costs, peek=peek)
+            whole = verdict
+        else:  # appended to the same call; budget.py says why in this order
+            user = identities[plan.own[0]]
+            # A request without its route's reservation takes a slot and reserves nothing.
+            ask = None if peek else ask_of(request) or Ask(0, 0)
+            budget_keys, lease = budget.keys(user)
+            if prefix:
+                budget_keys = [f"{prefix}:{key}" for key in budget_keys]
+            whole, degraded = await self.breaker.count(
+                [*keys, *budget_keys], [*plan.items, *budget.items],
+                [*costs, *([ask.tokens if ask else 1] * len(budget_keys))],
+                peek=peek, lease=lease)
+            n = len(keys)
+            verdict = replace(whole, quotas=whole.quotas[:n], windows=whole.windows[:n],
+                              failed=whole.failed if whole.failed is None or
+                              whole.failed < n else None)
         if not peek:  # the observer hook: one call per decision (metrics, stats, refusal log)
-            failed = verdict.failed
-            self.observer.decided(plan.items, plan.ceiling, verdict, "" if failed is None
-                                  else identities[failed])
+            failed = whole.failed
+            if budget is None:
+                self.observer.decided(plan.items, plan.ceiling, verdict, "" if failed is None
+                                      else identities[failed])
+            else:
+                self.observer.decided(
+                    (*plan.items, *budget.items), (*plan.ceiling, *("tokens",) * len(budget.items)),
+                    whole, "" if failed is None else user if failed >= len(keys)
+                    else identities[failed], streams=budget.max_streams)
         shown = self._shown(plan, verdict, peek)
         decision = Decision(
-            verdict=verdict,
+            verdict=whole,
             quota=verdict.quotas[shown],
             item=plan.items[shown],
             policy=plan.policies[shown],
             degraded=degraded,
+            budget=None if budget is None else standing(
+                budget, whole, len(keys), ask, budget_keys, lease, peek=peek, degraded=degraded),
         )
         # view_rate_limit: where slowapi's own exception handler and middlewares look.
         request.state.rate_limit = request.state.view_rate_limit = decision

@@ -1,5 +1,11 @@
 """The rate-limit headers, built in one place: slowapi's X-RateLimit-* and the IETF draft's
-RateLimit-Policy / RateLimit, as raw ASGI pairs for the hot path or as a dict."""
+RateLimit-Policy / RateLimit, as raw ASGI pairs for the hot path or as a dict.
+
+With a token budget the draft's fields list the token policy beside the request policy (the
+draft allows several items); it has no token unit (its registry holds requests, content-bytes
+and concurrent-requests), so the token item carries a vendor parameter, `chatlimit-qu`. The
+stream slots are the registered `concurrent-requests`. OpenAI's x-ratelimit-*-tokens come
+along, their reset in OpenAI's duration format ("6m0s")."""
 
 from __future__ import annotations
 
@@ -18,7 +24,10 @@ if TYPE_CHECKING:
 DEGRADED_HEADER = "X-RateLimit-Degraded"
 SHADOW_HEADER = "X-RateLimit-Shadow"
 EXPOSED = ("Retry-After", "X-Served-By", "X-RateLimit-Limit", "X-RateLimit-Remaining",
-           "X-RateLimit-Reset", "RateLimit", "RateLimit-Policy", DEGRADED_HEADER, SHADOW_HEADER)
+           "X-RateLimit-Reset", "RateLimit", "RateLimit-Policy", DEGRADED_HEADER, SHADOW_HEADER,
+           "X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Tokens",
+           "X-RateLimit-Reset-Tokens")
+STREAMS_POLICY = "streams"
 
 
 def policy_name(item: RateLimitItem) -> str:
@@ -31,18 +40,64 @@ def policy_header(items: tuple[RateLimitItem, ...]) -> str:
     return ", ".join(f'"{policy_name(i)}";q={i.amount};w={int(i.get_expiry())}' for i in items)
 
 
+def token_policy_name(item: RateLimitItem) -> str:
+    return f"tokens-{policy_name(item)}"
+
+
+def openai_duration(seconds: float) -> str:
+    """OpenAI's x-ratelimit-reset-* format: "20ms", "42s", "6m0s", "1h0m0s"."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    whole = ceil_seconds(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def _budget_headers(decision: Decision) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
+    """What the budget adds: policy items, RateLimit items, OpenAI's token headers."""
+    standing = decision.budget
+    assert standing is not None
+    policies, states, extra = [], [], []
+    for item, quota in zip(standing.items, standing.tokens, strict=True):
+        name = token_policy_name(item)
+        policies.append(f'"{name}";q={item.amount};w={int(item.get_expiry())};'
+                        'chatlimit-qu="tokens"')
+        states.append(f'"{name}";r={quota.remaining};t={ceil_seconds(quota.reset_after)}')
+    if standing.streams is not None:
+        policies.append(f'"{STREAMS_POLICY}";q={standing.streams.limit};qu="concurrent-requests"')
+        states.append(f'"{STREAMS_POLICY}";r={standing.streams.remaining}')
+    shown = standing.token_quota
+    if shown is not None:
+        extra = [
+            (b"x-ratelimit-limit-tokens", str(shown.limit).encode()),
+            (b"x-ratelimit-remaining-tokens", str(shown.remaining).encode()),
+            (b"x-ratelimit-reset-tokens", openai_duration(shown.reset_after).encode()),
+        ]
+    return (", ".join(policies).encode("latin-1"), ", ".join(states).encode("latin-1"), extra)
+
+
 def raw_headers(decision: Decision, retry_after: int | None = None) -> list[tuple[bytes, bytes]]:
     """The headers of a limited response as ASGI pairs. X-RateLimit-Reset is a Unix time, as in
     slowapi and GitHub; the draft's RateLimit t= is seconds from now."""
     quota = decision.quota
     remaining = str(quota.remaining).encode()
+    policy = decision.policy.encode("latin-1")
+    state = b'"%s";r=%s;t=%d' % (
+        policy_name(decision.item).encode(), remaining, ceil_seconds(quota.reset_after))
+    extra: list[tuple[bytes, bytes]] = []
+    if decision.budget is not None:
+        policies, states, extra = _budget_headers(decision)
+        policy, state = b"%s, %s" % (policy, policies), b"%s, %s" % (state, states)
     headers = [
         (b"x-ratelimit-limit", str(quota.limit).encode()),
         (b"x-ratelimit-remaining", remaining),
         (b"x-ratelimit-reset", str(math.ceil(time.time() + quota.reset_after)).encode()),
-        (b"ratelimit-policy", decision.policy.encode("latin-1")),
-        (b"ratelimit", b'"%s";r=%s;t=%d' % (
-            policy_name(decision.item).encode(), remaining, ceil_seconds(quota.reset_after))),
+        (b"ratelimit-policy", policy),
+        (b"ratelimit", state),
+        *extra,
     ]
     if decision.degraded:
         headers.append((b"x-ratelimit-degraded", b"storage-unreachable"))

@@ -30,3 +30,15 @@ def conversation(
     recent = [Turn(t.role, t.content[:TURN_CHARS]) for t in history
               if t.role != "system"][-max_turns:] if max_turns else []
     return [*turns, *recent, Turn("user", message)]
+
+
+# OpenAI's rule of thumb for English text; the rate limit "is calculated as the maximum of
+# max_tokens and the estimated number of tokens based on the character count of your request".
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(turns: Sequence[Turn]) -> int:
+    """The prompt's tokens as reserved before the model is called: per turn, the larger of a
+    character estimate and its words (what the demo model and `chatlimit model` count), so the
+    estimate never falls short of what the demo model bills."""
+    return sum(max(-(-len(t.content) // CHARS_PER_TOKEN), len(t.content.split())) for t in turns)

@@ -31,40 +31,45 @@ class Observer:
         self.shadow = shadow
         self.recent = Recent()
         self.refusals = RefusalLog(shadow=shadow)
-        self._labels: dict[tuple[RateLimitItem, bool], tuple[str, str]] = {}
+        self._labels: dict[tuple[RateLimitItem, bool | str], tuple[str, str]] = {}
 
-    def _label(self, item: RateLimitItem, ceiling: bool) -> tuple[str, str]:
+    def _label(self, item: RateLimitItem, ceiling: bool | str) -> tuple[str, str]:
+        """ceiling: True for a per-address ceiling, False for the caller's own request limit,
+        or the kind itself ("tokens")."""
         labels = self._labels.get((item, ceiling))
         if labels is None:
-            labels = self._labels[(item, ceiling)] = (
-                policy_label(item), "address" if ceiling else "requests")
+            kind = ceiling if isinstance(ceiling, str) else "address" if ceiling else "requests"
+            labels = self._labels[(item, ceiling)] = (policy_label(item), kind)
         return labels
 
-    def declare(self, items: Sequence[RateLimitItem], ceiling: Sequence[bool]) -> None:
+    def declare(self, items: Sequence[RateLimitItem], ceiling: Sequence[bool | str]) -> None:
         """The policies in force, so their series exist (at 0) before the first request."""
         if self.metrics is not None:
             for item, c in zip(items, ceiling, strict=True):
                 self.metrics.declare_policy(*self._label(item, c))
 
     def decided(
-        self, items: Sequence[RateLimitItem], ceiling: Sequence[bool], verdict: Verdict,
-        identity: str = "",
+        self, items: Sequence[RateLimitItem], ceiling: Sequence[bool | str], verdict: Verdict,
+        identity: str = "", *, streams: int | None = None,
     ) -> None:
         """One counted request (never a peek). On a refusal only the refusing policy counts
         it: the script charges nothing then, so the other policies did not count it either.
-        `identity` is the refusing policy's hashed identity, for the log line."""
+        `identity` is the refusing policy's hashed identity, for the log line; `streams` the
+        stream-slot limit (MAX_STREAMS), whose refusal is index len(items)."""
         failed = verdict.failed
+        if failed is not None:
+            labels = (f"{streams} replies at once", "streams") if failed >= len(items) \
+                else self._label(items[failed], ceiling[failed])
         if failed is None:
             self.recent.record(0)
         else:
             self.recent.record(2 if self.shadow else 1)
-            self.refusals.refused(*self._label(items[failed], ceiling[failed]), identity)
+            self.refusals.refused(*labels, identity)
         metrics = self.metrics
         if metrics is None:
             return
         if failed is not None:
-            policy, kind = self._label(items[failed], ceiling[failed])
-            metrics.decision(policy, kind, "shadow" if self.shadow else "over_limit").inc()
+            metrics.decision(*labels, "shadow" if self.shadow else "over_limit").inc()
             return
         for item, c, quota in zip(items, ceiling, verdict.quotas, strict=False):
             policy, kind = self._label(item, c)

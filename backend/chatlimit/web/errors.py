@@ -86,10 +86,24 @@ async def rate_limited(request: Request, exc: Exception) -> Response:
     decision = decision_of(request)
     assert decision is not None
     retry_after = max(1, ceil_seconds(decision.quota.reset_after))
+    extra: dict[str, Any] = {"exceeded": "requests"}
+    standing = decision.budget
+    if standing is not None:
+        exceeded = standing.refused or "requests"
+        failed = decision.verdict.failed
+        if exceeded == "tokens" and failed is not None:
+            refusing = standing.tokens[failed - (len(decision.verdict.quotas)
+                                                 - len(standing.tokens))]
+            retry_after = max(1, ceil_seconds(refusing.reset_after))
+        elif exceeded == "streams":
+            retry_after = 1  # a slot frees when one of the caller's replies ends
+        token_quota = standing.token_quota
+        extra = {"exceeded": exceeded,
+                 **({"tokens": token_quota.as_dict()} if token_quota else {})}
     return error_response(
         429, f"Rate limit exceeded: {exc.detail}", code="rate_limited",
         headers=header_dict(decision, retry_after=retry_after),
-        retry_after=retry_after, quota=decision.quota.as_dict(),
+        retry_after=retry_after, quota=decision.quota.as_dict(), **extra,
     )
 
 

@@ -74,11 +74,30 @@ class UsageBody(BaseModel):
                            "completion tokens are the chunks counted")
 
 
+class TokensBody(BaseModel):
+    """The token budget's side of one reply: what was reserved before the model was called,
+    what the reply was charged when it ended, and the budget's quota after."""
+
+    reserved: int
+    charged: int | None = None
+    refunded: int | None = None
+    limit: int | None = None
+    remaining: int | None = None
+    reset_after: int | None = Field(default=None, description="seconds until it next grows")
+
+
+class StreamsBody(BaseModel):
+    limit: int = Field(description="MAX_STREAMS: replies in flight per user at once")
+    free: int
+    in_flight: int
+
+
 class ChatResponse(BaseModel):
     reply: str
     served_by: str
     quota: QuotaBody | None
     usage: UsageBody
+    tokens: TokensBody | None = None
 
 
 class ErrorBody(BaseModel):
@@ -89,13 +108,21 @@ class ErrorBody(BaseModel):
 class RateLimitedBody(ErrorBody):
     retry_after: int
     quota: QuotaBody
+    exceeded: Literal["requests", "tokens", "streams"] = Field(
+        default="requests", description="which limit refused: RATE_LIMIT (or the address "
+        "ceiling), TOKEN_LIMIT or MAX_STREAMS")
+    tokens: QuotaBody | None = None
 
 
 class QuotaResponse(BaseModel):
     served_by: str
     enabled: bool
-    quota: QuotaBody | None
     tier: str | None = Field(default=None, description="the caller's tier, with API_KEYS set")
+    quota: QuotaBody | None = Field(description="requests (RATE_LIMIT)")
+    tokens: QuotaBody | None = Field(default=None, description="TOKEN_LIMIT, when on")
+    streams: StreamsBody | None = Field(default=None, description="MAX_STREAMS, when on")
+    user: str | None = Field(default=None, description="your hashed key: the `user` the "
+                             "model is sent, and your row in `chatlimit model`'s ledger")
 
 
 class StorageInfo(BaseModel):

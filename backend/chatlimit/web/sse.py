@@ -7,6 +7,10 @@ cancellation closes the Reply, which closes the upstream HTTP stream, so the mod
 generating. The rate-limit headers are on the response before its first byte, because they
 are decided before the model is called (slowapi's own middleware breaks streaming:
 laurentS/slowapi #249, #260).
+
+The token budget settles in the generator's `finally`, so every way out (the end, a cut, Stop,
+a client gone) charges what was used and frees the stream slot; the response itself settles
+too if its generator never started (a client gone before the first byte).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ..model import Reply, UpstreamError
+from .billing import Bill
 from .errors import error_body
 
 MEDIA_TYPE = "text/event-stream"
@@ -32,28 +38,59 @@ def event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def _events(reply: Reply, meta: dict[str, Any]) -> AsyncIterator[bytes]:
+async def _events(reply: Reply, meta: dict[str, Any], bill: Bill) -> AsyncIterator[bytes]:
     yield event("meta", meta)
+    complete = False
+    failure: UpstreamError | None = None
+    tokens: dict[str, Any] | None = None
     try:
-        async for text in reply:
-            yield event("delta", {"text": text})
-    except UpstreamError as exc:
-        yield event("error", error_body(exc.status, exc.detail, exc.code,
-                                        usage=reply.settled_usage().as_dict()))
-        return
+        try:
+            async for text in reply:
+                yield event("delta", {"text": text})
+            complete = True
+        except UpstreamError as exc:
+            failure = exc
     finally:
-        # Every way out, a client gone (cancelled here) included, closes the upstream stream.
-        await reply.aclose()
-    yield event("done", {"usage": reply.settled_usage().as_dict(), "quota": meta.get("quota")})
+        try:
+            # Every way out, a client gone (cancelled here) included, closes the upstream stream.
+            await reply.aclose()
+        finally:
+            tokens = await bill.reply_ended(reply, complete=complete)
+    usage = reply.settled_usage().as_dict()
+    extra = {"tokens": tokens} if tokens is not None else {}
+    if failure is not None:
+        yield event("error", error_body(failure.status, failure.detail, failure.code,
+                                        usage=usage, **extra))
+        return
+    yield event("done", {"usage": usage, "quota": meta.get("quota"), **extra})
+
+
+class _SettledStream(StreamingResponse):
+    """A stream whose reply is closed and settled even when its generator never ran."""
+
+    def __init__(self, reply: Reply, meta: dict[str, Any], bill: Bill) -> None:
+        super().__init__(
+            _events(reply, meta, bill), media_type=MEDIA_TYPE,
+            # X-Accel-Buffering: nginx passes each event on at once even where a config buffers.
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.reply = reply
+        self.bill = bill
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            try:
+                await self.reply.aclose()
+            finally:
+                await self.bill.reply_ended(self.reply, complete=False)  # once: a no-op after
 
 
 def event_stream(
-    reply: Reply, meta: dict[str, Any], raw_headers: list[tuple[bytes, bytes]]
+    reply: Reply, meta: dict[str, Any], raw_headers: list[tuple[bytes, bytes]],
+    bill: Bill | None = None,
 ) -> StreamingResponse:
-    response = StreamingResponse(
-        _events(reply, meta), media_type=MEDIA_TYPE,
-        # X-Accel-Buffering: nginx passes each event on at once even where a config buffers.
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    response = _SettledStream(reply, meta, bill or Bill(None, None))
     response.raw_headers.extend(raw_headers)
     return response

@@ -79,6 +79,7 @@ def test_no_label_carries_a_user_an_address_a_key_or_a_message(make_client: Clie
         "1 per 1 minute", "10 per 1 minute", "requests", "address", "within_limit", "over_limit",
         "shadow", "ok", "error", "timeout", "fallback", "/chat", "/metrics", "POST", "GET",
         "200", "429", "test-1", "memory", "fixed-window", "enforce",
+        "2000 per 1 hour", "tokens", "5 replies at once", "streams",
     } | {v for v in label_values if v.replace(".", "").replace("+Inf", "").isdigit() or v == "+Inf"}
 
 

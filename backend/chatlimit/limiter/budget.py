@@ -1,0 +1,198 @@
+"""The token budget and the stream slots of a route (TOKEN_LIMIT, MAX_STREAMS).
+
+A request reserves its prompt's estimate plus the max_tokens it will send upstream (OpenAI's
+own rule) and takes a stream lease, in the same admission call as its request limits (core.py
+appends these keys to the route's). When the reply ends, its Ticket settles in one more call:
+the usage is charged instead of the reservation, the rest refunded, the lease dropped. A lease
+has a TTL and a heartbeat, so a replica that dies mid-reply frees its slots within the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio
+from limits import RateLimitItem, parse
+from slowapi.wrappers import Limit
+from starlette.requests import Request
+
+from ..observe import Observer
+from ..storage import Lease, Quota, Verdict
+from .breaker import Breaker
+from .keys import key_for, key_suffix
+
+log = logging.getLogger("chatlimit.limiter")
+
+Kind = str  # "requests", "tokens" or "streams": which limit refused
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What one request asks of the budget: `tokens` reserved, of which `prompt` is the
+    prompt's estimate; the rest is the max_tokens sent upstream."""
+
+    tokens: int
+    prompt: int
+
+    @property
+    def max_tokens(self) -> int:
+        return self.tokens - self.prompt
+
+
+def _unit_limit(item: RateLimitItem) -> Limit:
+    return Limit(item, str, None, False, None, f"{item.amount} tokens per {item.multiples} "
+                 f"{item.GRANULARITY.name}", None, 1, False)
+
+
+class TokenBudget:
+    """TOKEN_LIMIT and MAX_STREAMS for one route, keyed by the route's own user identity."""
+
+    def __init__(
+        self, items: Sequence[RateLimitItem], max_streams: int | None, lease_ttl: float, *,
+        strategy: str, scope: str, breaker: Breaker | None, observer: Observer | None = None,
+    ) -> None:
+        self.items = tuple(items)
+        self.max_streams = max_streams
+        self.lease_ttl = lease_ttl
+        if breaker is None and (items or max_streams):
+            raise ValueError("a token budget or stream limit needs chatlimit's Limiter")
+        self.breaker: Breaker = breaker  # type: ignore[assignment]  # None: never used
+        self.observer = observer or (breaker.observer if breaker else Observer())
+        self.suffixes = tuple(key_suffix(strategy, f"{scope}-tokens", i) for i in self.items)
+        self.lease_suffix = f"streams:{scope}"
+        # slowapi Limits, so a refusal raises RateLimitExceeded as a request limit's does.
+        self.limits = tuple(_unit_limit(i) for i in self.items)
+        self.streams_limit = Limit(
+            parse(f"{max_streams}/second"), str, None, False, None,
+            f"{max_streams} replies in flight at once", None, 1, False,
+        ) if max_streams else None
+        # The largest reservation that can ever fit: a tiny budget must not refuse everything.
+        self.ceiling = min((i.amount for i in self.items), default=None)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.items) or self.max_streams is not None
+
+    def ask(self, prompt: int, max_tokens: int) -> Ask:
+        """The reservation for a prompt of `prompt` estimated tokens and up to `max_tokens`
+        generated ones, with max_tokens cut so that it fits the smallest token limit."""
+        if self.ceiling is not None and prompt + max_tokens > self.ceiling:
+            max_tokens = max(1, self.ceiling - prompt)
+        return Ask(prompt + max_tokens, prompt)
+
+    def keys(self, identity: str) -> tuple[list[str], Lease | None]:
+        keys = [key_for(identity, suffix) for suffix in self.suffixes]
+        lease = Lease(key_for(identity, self.lease_suffix), uuid.uuid4().hex,
+                      self.max_streams, self.lease_ttl) if self.max_streams else None
+        return keys, lease
+
+
+@dataclass(slots=True)
+class Standing:
+    """The budget's part of one decision: the token quotas, the free stream slots, what was
+    reserved, and the Ticket that settles it (None for a peek or a refusal)."""
+
+    tokens: tuple[Quota, ...]
+    items: tuple[RateLimitItem, ...]
+    streams: Quota | None
+    ask: Ask | None
+    ticket: Ticket | None = None
+    refused: Kind | None = None
+
+    @property
+    def shown(self) -> int | None:
+        """The token limit the headers describe: the one with least left (first on a tie)."""
+        if not self.tokens:
+            return None
+        return min(range(len(self.tokens)), key=lambda i: self.tokens[i].remaining)
+
+    @property
+    def token_quota(self) -> Quota | None:
+        shown = self.shown
+        return None if shown is None else self.tokens[shown]
+
+
+def standing(
+    budget: TokenBudget, verdict: Verdict, offset: int, ask: Ask | None, keys: list[str],
+    lease: Lease | None, *, peek: bool, degraded: bool,
+) -> Standing:
+    """Split the budget's answers off a verdict whose first `offset` quotas are the route's
+    request limits, and open a Ticket when the request was admitted."""
+    tokens = verdict.quotas[offset:]
+    refused: Kind | None = None
+    if verdict.failed is not None:
+        refused = "streams" if verdict.refused_streams else (
+            "tokens" if verdict.failed >= offset else "requests")
+    ticket = None
+    if not peek and ask is not None:
+        if verdict.allowed:
+            budget.observer.tokens(reserved=ask.tokens if budget.items else 0)
+        ticket = Ticket(budget, keys, verdict.windows[offset:], ask, lease,
+                        degraded=degraded, charged=verdict.allowed)
+    return Standing(tokens, budget.items, verdict.streams, ask, ticket, refused)
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One admitted reply's reservation and lease, until it is settled (once)."""
+
+    budget: TokenBudget
+    keys: list[str]
+    windows: Sequence[float]
+    ask: Ask
+    lease: Lease | None
+    degraded: bool
+    # False when the admission charged nothing (refused, let through by shadow mode).
+    charged: bool = True
+    settled: tuple[Quota, ...] | None = None
+    used: int | None = None
+    _beat: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def hold(self) -> None:
+        """Start the lease's heartbeat (while the reply is in flight)."""
+        if self.lease is not None and self.charged and self._beat is None and self.used is None:
+            self.budget.observer.stream(+1)
+            self._beat = asyncio.get_running_loop().create_task(self._heartbeat(self.lease))
+
+    async def _heartbeat(self, lease: Lease) -> None:
+        while True:
+            await asyncio.sleep(lease.ttl / 3)
+            await self.budget.breaker.renew(lease, degraded=self.degraded)
+
+    async def settle(self, used: int) -> tuple[Quota, ...] | None:
+        """Charge `used` tokens instead of the reservation and drop the lease. Runs once (a
+        second call answers the first's result) and is shielded from cancellation: a client
+        that goes away must never leave its lease or reservation behind (LiteLLM #27955)."""
+        if self.used is not None:
+            return self.settled
+        self.used = used
+        if self._beat is not None:
+            self._beat.cancel()
+            self.budget.observer.stream(-1)
+        if not self.charged:
+            return None
+        budget = self.budget
+        deltas = [used - self.ask.tokens] * len(self.keys)
+        with anyio.CancelScope(shield=True):
+            self.settled = await budget.breaker.settle(
+                self.keys, budget.items, self.windows, deltas, self.lease,
+                degraded=self.degraded)
+        if budget.items:
+            budget.observer.tokens(charged=used, refunded=max(0, self.ask.tokens - used))
+        return self.settled
+
+    def settled_quota(self) -> Quota | None:
+        """The tightest token quota after the settlement."""
+        if not self.settled:
+            return None
+        return min(self.settled, key=lambda q: q.remaining)
+
+
+def ask_of(request: Request) -> Ask | None:
+    """The reservation the route put on the request before its limits were checked."""
+    ask: Ask | None = getattr(request.state, "token_ask", None)
+    return ask
