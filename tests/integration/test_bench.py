@@ -106,7 +106,8 @@ def test_concurrent_requests_cost_one_round_trip_each_and_the_limit_stays_exact(
     import redis
 
     admin = redis.Redis(port=own_redis.port)
-    env = {"STORAGE_URI": own_redis.url, "RATE_LIMIT": "25/minute", "RATE_LIMIT_STRATEGY": strategy}
+    env = {"STORAGE_URI": own_redis.url, "RATE_LIMIT": "25/minute", "RATE_LIMIT_STRATEGY": strategy,
+           "TOKEN_LIMIT": "off", "MAX_STREAMS": "off"}  # the request limiter's one round trip
     with ServedApp(tmp_path, **env) as app:
         burst(app.url, 1, "hi", agent="warm-up", timeout=10)  # loads the script
         admin.config_resetstat()
@@ -124,7 +125,7 @@ def test_frozen_redis_under_concurrent_load_keeps_healthz_fast_and_chat_clean(
     # A long socket timeout keeps the chats waiting on the frozen Redis: /healthz answering
     # while they still wait is the proof it never touches storage (no timing asserted).
     with ServedApp(tmp_path, STORAGE_URI=own_redis.url, RATE_LIMIT="1000/minute",
-                   REDIS_SOCKET_TIMEOUT="5") as app:
+                   REDIS_SOCKET_TIMEOUT="5", TOKEN_LIMIT="off", MAX_STREAMS="off") as app:
         assert burst(app.url, 8, "hi", agent="burst", timeout=10)[0].status_code == HTTPStatus.OK
 
         async def frozen() -> tuple[list[httpx.Response], bool]:

@@ -30,7 +30,8 @@ SENT = 17
 @pytest.fixture(scope="module")
 def cluster(make_cluster: Callable[..., Cluster]) -> Cluster:
     return make_cluster(replicas=3, storage="redis", prometheus=True, scrape_interval="1s",
-                        env={"RATE_LIMIT": f"{LIMIT}/minute", "RATE_LIMIT_PER_ADDRESS": "off"})
+                        env={"RATE_LIMIT": f"{LIMIT}/minute", "RATE_LIMIT_PER_ADDRESS": "off",
+                             "TOKEN_LIMIT": "off", "MAX_STREAMS": "off"})
 
 
 def test_nginx_answers_metrics_with_404_in_the_error_shape_even_per_replica(cluster: Cluster) -> None:

@@ -191,8 +191,8 @@ def _int(value: str | None) -> int | None:
 class Table:
     """The request table, one row per line as results arrive; colour only on a TTY."""
 
-    COLUMNS = ("request", "served by", "status", "remaining")
-    WIDTHS = (7, 12, 6, 9)
+    COLUMNS: tuple[str, ...] = ("request", "served by", "status", "remaining")
+    WIDTHS: tuple[int, ...] = (7, 12, 6, 9)
 
     def __init__(self, out: TextIO, colour: bool | None = None) -> None:
         self.out = out
@@ -236,20 +236,30 @@ def add_parser(commands: Any) -> None:
     )
     compare.add_argument("url", help="the deployment, e.g. http://127.0.0.1:8080 (127.0.0.1:8080 "
                          "and .../chat mean the same)")
-    compare.add_argument("--requests", type=positive, default=6, help="messages (default 6)")
+    compare.add_argument("--requests", type=positive,
+                         help="messages (default 6; with --tokens at most 40)")
     compare.add_argument("--concurrency", type=positive, default=1,
                          help="send this many at once (default 1: one after another)")
     compare.add_argument("--expect", choices=["enforced", "bypassed"],
                          help="exit 1 unless the verdict is this")
     compare.add_argument("--limit", type=positive,
                          help="the limit (default: read from X-RateLimit-Limit or /api/info)")
+    compare.add_argument("--tokens", action="store_true",
+                         help="spend the token budget with long prompts instead, and compare "
+                         "what the model billed with TOKEN_LIMIT")
+    compare.add_argument("--ledger", metavar="URL",
+                         help="with --tokens: the model's ledger (default URL/model/v1/ledger)")
     compare.set_defaults(func=_run)
 
 
-
-
 def _run(args: argparse.Namespace) -> int:
-    return main(args.url, requests=args.requests, concurrency=args.concurrency,
+    if args.tokens:
+        from . import compare_tokens
+
+        return compare_tokens.main(args.url, requests=args.requests or 40,
+                                   concurrency=args.concurrency, ledger=args.ledger,
+                                   expect=args.expect)
+    return main(args.url, requests=args.requests or 6, concurrency=args.concurrency,
                 expect=args.expect, limit=args.limit)
 
 

@@ -64,5 +64,6 @@ class Bill:
         used = self.ticket.used if self.ticket.used is not None else used
         quota = self.ticket.settled_quota()
         settled: dict[str, Any] = {"reserved": self.ask.tokens, "charged": used,
-                                   "refunded": max(0, self.ask.tokens - used)}
+                                   "refunded": max(0, self.ask.tokens - used),
+                                   "settled": self.ticket.settled is not None}
         return {**settled, **quota.as_dict()} if quota is not None else settled

@@ -81,6 +81,8 @@ class TokensBody(BaseModel):
     reserved: int
     charged: int | None = None
     refunded: int | None = None
+    settled: bool | None = Field(default=None, description="false when the storage could not "
+                                 "be reached to settle: the reservation then stays charged")
     limit: int | None = None
     remaining: int | None = None
     reset_after: int | None = Field(default=None, description="seconds until it next grows")
