@@ -210,7 +210,7 @@ def test_after_the_minute_refuses_the_quota_reports_the_hour_that_still_refuses(
 ) -> None:
     # Told "a minute", the client would come back and be refused for the rest of the hour.
     client = make_client(storage_uri=storage_uri, rate_limit="3/minute;3/hour",
-                         rate_limit_strategy=strategy)
+                         rate_limit_strategy=strategy, token_limit="off", max_streams="off")
     assert [chat(client).status_code for _ in range(4)] == [200, 200, 200, 429]
     answer = client.get("/api/quota")
     assert answer.json()["quota"] == {"limit": 3, "remaining": 0, "reset_after": 3600}
