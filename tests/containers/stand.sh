@@ -37,6 +37,7 @@ IMG_BASE=localhost/chatlimit-stand/bookworm:stand
 IMG_PYTHON=docker.io/library/python:3.11-slim-bookworm
 IMG_REDIS=docker.io/library/redis:7.2-bookworm
 IMG_NGINX=docker.io/library/nginx:1.27-bookworm
+IMG_PROMETHEUS=docker.io/prom/prometheus:v2.53.4
 
 export CONTAINERS_CONF="$STAND_DIR/containers.conf"
 export CONTAINERS_STORAGE_CONF="$STAND_DIR/storage.conf"
@@ -229,6 +230,7 @@ prepare() {
     build_image "$IMG_PYTHON" "$HERE/images/python" "$IMG_BASE"
     build_image "$IMG_REDIS" "$HERE/images/redis" "$IMG_BASE"
     build_image "$IMG_NGINX" "$HERE/images/nginx" "$IMG_BASE"
+    build_image "$IMG_PROMETHEUS" "$HERE/images/prometheus" "$IMG_BASE"
     pm image prune -f >/dev/null 2>&1 || true
     log "prepare done in $((SECONDS - t0)) s"
 }

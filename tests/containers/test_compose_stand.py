@@ -12,7 +12,10 @@ import shutil
 import socket
 from collections.abc import Iterator
 
+import httpx
 import pytest
+
+from chatlimit.tools.processes import wait_until
 
 from ..support import IN_CI, missing
 from .stand import (
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.containers
 
 SINGLE_URL = "http://127.0.0.1:8000"
 SCALED_URL = "http://127.0.0.1:8080"
+PROMETHEUS_URL = "http://127.0.0.1:9090"
 # Scaled runs use a limit of 10 and 30 requests: 10 allowed when Redis is shared, 3 x 10 when
 # each replica counts alone.
 SCALED_ENV = {"RATE_LIMIT": "10/minute"}
@@ -97,6 +101,38 @@ class TestScaledCompose:
         scaled.up()
 
         assert scaled.exec("redis", "redis-cli", "GET", "stand:marker") == marker
+
+    def test_the_monitoring_profile_scrapes_every_replica_and_sums_what_compare_saw(
+        self, scaled: Project
+    ) -> None:
+        # What docs/metrics.md tells a user: `--profile monitoring up`. Prometheus scrapes each
+        # replica on the compose network; nginx's public server never serves /metrics.
+        scaled.up(env={**SCALED_ENV, "COMPOSE_PROFILES": "monitoring"})
+        decisions = "chatlimit_rate_limit_decisions_total"
+        within = f'sum({decisions}{{result="within_limit",kind="requests"}})'
+        over = f'sum({decisions}{{result="over_limit",kind="requests"}})'
+
+        def value(query: str) -> float | None:
+            try:
+                answer = httpx.get(f"{PROMETHEUS_URL}/api/v1/query", params={"query": query},
+                                   timeout=5).json()["data"]["result"]
+            except (httpx.HTTPError, KeyError, ValueError):
+                return None
+            return float(answer[0]["value"][1]) if answer else 0.0
+
+        # Counters live as long as the replicas; what earlier tests sent is the baseline.
+        wait_until(lambda: value("sum(up)") == 3.0, timeout=120, what="three scraped replicas")
+        before = (value(within) or 0.0, value(over) or 0.0)
+        result = compare(SCALED_URL, requests=30, expect="enforced")
+        assert result.returncode == 0, result.output
+        assert httpx.get(f"{SCALED_URL}/metrics", timeout=10).status_code == 404
+
+        wanted = (before[0] + 10, before[1] + 20)
+        wait_until(lambda: (value(within), value(over)) == wanted, timeout=120,
+                   what=f"Prometheus's sums to reach {wanted}")
+        # Back to the class's topology for the tests after this one.
+        scaled.compose("--profile", "monitoring", "rm", "-s", "-f", "-v", "prometheus", timeout=120)
+        scaled.env = dict(SCALED_ENV)
 
     def test_memory_storage_lets_each_replica_count_alone(self, scaled: Project) -> None:
         # What a user types: `STORAGE_URI=memory:// docker compose -f ... up`. Compose recreates
