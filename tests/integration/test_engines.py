@@ -112,9 +112,14 @@ def test_redis_round_trips_per_chat_request_counted_by_redis(
     redis_server: RedisServer, redis_url: str, strategy: str, record_property: pytest.RecordProperty
 ) -> None:
     trips = {}
-    for engine in ENGINES:
-        app = create_app(make_settings(storage_uri=redis_url, rate_limit_engine=engine,
-                                       rate_limit_strategy=strategy, rate_limit="50/minute"))
+    # The same contract first: request limits only (stock slowapi has no token budget). Then
+    # chatlimit's default, whose token budget settles each reply in one more call.
+    variants = {"chatlimit": {"token_limit": "off", "max_streams": "off"},
+                "slowapi": {}, "chatlimit+tokens": {}}
+    for variant, extra in variants.items():
+        app = create_app(make_settings(
+            storage_uri=redis_url, rate_limit_engine=variant.split("+")[0],
+            rate_limit_strategy=strategy, rate_limit="50/minute", **extra))
         with TestClient(app, client=("203.0.113.10", 50000)) as client:
             assert client.post("/chat", json={"message": "warm"}).status_code == HTTPStatus.OK
             monitor = Monitor(redis_server.port)
@@ -123,10 +128,11 @@ def test_redis_round_trips_per_chat_request_counted_by_redis(
                 assert client.post("/chat", json={"message": "hi"}).status_code == HTTPStatus.OK
             time.sleep(0.2)  # the last lines reach the monitor
             monitor.close()
-        trips[engine] = len(monitor.client_commands()) / 10
+        trips[variant] = len(monitor.client_commands()) / 10
     record_property("round_trips_per_chat", trips)
     print(f"\n{strategy}: Redis round trips per /chat: {trips}")
     assert trips["chatlimit"] == 1
+    assert trips["chatlimit+tokens"] == 2  # admission, then the reply's settlement
     # slowapi: one per limit (the user's and the address ceiling), the headers' window
     # statistics per decorator, and the quota in the body.
     assert trips["slowapi"] >= 4
