@@ -40,8 +40,10 @@ def users_png(report: dict[str, Any], path: Path) -> Path | None:
                  label=f"target {USERS_FLAT}")
     left.set_ylabel("req/s ÷ one user's, same round (median, min-max)")
     right.set_ylabel("app CPU µs per request (median)")
+    largest = max(p["users"] for p in points)
     for axis in (left, right):
-        axis.set_xscale("symlog", linthresh=1)
+        axis.set_xscale("log")  # one user is 10^0
+        axis.set_xlim(0.7, largest * 1.5)
         axis.set_xlabel("distinct users in the window")
         axis.legend(fontsize=8)
     left.set_title("Throughput against users")

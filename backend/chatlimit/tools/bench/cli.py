@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import itertools
+import signal
 import sys
 import tempfile
 import time
@@ -209,6 +210,11 @@ def add_parser(commands: Any) -> None:
     bench.add_argument(
         "--users", help="users curve sizes (default 1,10000,100000,1000000; --quick 1,1000)"
     )
+    bench.add_argument(
+        "--memory-users",
+        help="users curve sizes for memory:// only, each filled over HTTP (default: --users); "
+        "a million takes minutes at a few thousand req/s",
+    )
     bench.add_argument("--streams", help="concurrent streams (default 100,1000; --quick 10)")
     bench.add_argument(
         "--out",
@@ -246,6 +252,8 @@ def main(args: argparse.Namespace) -> int:
     if args.only:
         wanted = {n.strip() for n in args.only.split(",")} | {"baseline", "bare"}
         chosen = [v for v in chosen if v.name in wanted]
+    # SIGTERM unwinds like an exception, so every server started so far is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="chatlimit-bench-run-") as tmp:
@@ -270,8 +278,10 @@ def main(args: argparse.Namespace) -> int:
         report = bench_report.build(config, machine, rows)
         if "users" in sections:
             sizes = _sizes(args.users, "1,1000" if quick else "1,10000,100000,1000000")
-            report["users"] = _users(wrk, Path(tmp) / "users", sizes, rounds, seconds, warmup)
-            config["users"] = sizes
+            memory = _sizes(args.memory_users, ",".join(map(str, sizes)))
+            report["users"] = _users(wrk, Path(tmp) / "users", sizes, memory, rounds, seconds,
+                                     warmup)
+            config["users"], config["memory_users"] = sizes, memory
         if "streams" in sections:
             sizes = _sizes(args.streams, "10" if quick else "100,1000")
             report["streams"] = _streams(Path(tmp) / "streams", sizes, rounds)
@@ -289,14 +299,15 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _users(wrk: Wrk, workdir: Path, sizes: list[int], rounds: int, seconds: float,
-           warmup: float) -> dict[str, Any]:
+def _users(wrk: Wrk, workdir: Path, sizes: list[int], memory: list[int], rounds: int,
+           seconds: float, warmup: float) -> dict[str, Any]:
     from . import layout
     from .curves import summarise_users
-    from .users import curve_servers, curve_variants, run_curve
+    from .users import curve_servers, curve_variants, run_curve, users_of
 
     workdir.mkdir(parents=True, exist_ok=True)
-    chosen = curve_variants(sizes)
+    chosen = [v for v in curve_variants(sorted({*sizes, *memory}))
+              if users_of(v) in (memory if v.storage == "memory" else sizes)]
     with curve_servers(chosen, workdir, wrk) as fills:
         rows = run_curve(chosen, wrk, rounds=rounds, seconds=seconds, warmup=warmup)
     largest = max(sizes)
@@ -307,6 +318,10 @@ def _users(wrk: Wrk, workdir: Path, sizes: list[int], rounds: int, seconds: floa
     found: dict[str, Any] = {"users": same,
                              "limits_memory": layout.in_child("limits-memory", same),
                              "chatlimit_memory": layout.in_child("chatlimit-memory", same),
+                             # In process, where an HTTP fill would take too long: the
+                             # check's own CPU at the largest size, room for every key.
+                             "chatlimit_memory_largest": layout.in_child("chatlimit-memory",
+                                                                         largest),
                              "capped": layout.in_child("chatlimit-memory", largest,
                                                        layout.DEFAULT_MAX_KEYS)}
     redis = RedisServer(workdir, name="layout-redis").start()

@@ -74,10 +74,9 @@ def summarise_streams(rows: list[dict[str, Any]]) -> dict[str, Any]:
             values = [(o[field] / r[field] if invert else r[field] / o[field])
                       for r, o in paired if (r[field] if invert else o[field])]
             row[key], row[f"{key}_min"], row[f"{key}_max"] = _spread(values)
-        if name != "stream-off":
-            summary.append(row)
-        else:
-            summary.insert(0, row)
+        summary.append(row)
+    # Per size, limiter off first: the row each ratio divides by.
+    summary.sort(key=lambda r: (r["streams"], r["variant"] != "stream-off"))
     return {"summary": summary, "runs": rows}
 
 

@@ -133,6 +133,20 @@ def sections(report: dict[str, Any], users_chart: bool) -> str:
                 "MEMORY_MAX_KEYS to the users you expect per window (bytes per key above), or "
                 "use Redis.\n"
             )
+        config = report["config"]
+        memory_sizes = config.get("memory_users") or config.get("users") or []
+        largest = layout.get("chatlimit_memory_largest") or {}
+        inside = (layout.get("chatlimit_memory") or {}).get("cpu_us_per_check")
+        short = ""
+        if memory_sizes and max(memory_sizes) < max(config.get("users") or [0]):
+            short = (
+                f"\nThis run took memory:// to {max(memory_sizes):,} users only "
+                "(`--memory-users`): its fill goes over HTTP, one request per user, and this "
+                "machine gave the app a few hundred req/s. In one process, without HTTP, the "
+                f"check for a request's two keys cost {inside} µs of CPU at "
+                f"{layout.get('users', 0):,} users and {largest.get('cpu_us_per_check')} µs at "
+                f"{largest.get('keys', 0) // 2:,} (hashing included).\n"
+            )
         out.append(f"""
 ## Users curve
 
@@ -146,6 +160,7 @@ measured runs then add no key: checked). Ratios divide by the one-user point of 
 in the same round; the one-user point runs the same wrk script.
 
 {users_table(users)}
+{short}
 
 {"![Throughput and CPU per request against users](benchmarks-users.png)" if users_chart else ""}
 
@@ -167,7 +182,10 @@ connection its own user: 100 streams ask for two replies each, 1,000 for one. Th
 separate process (`tools/bench/stream.py`) on the same cores. TTFT is from sending the request
 to the first `delta` event; tokens/s is each reply's own rate after its first token. Storage
 calls are counted by Redis (`CONFIG RESETSTAT`, then `INFO commandstats` once every reply has
-ended) and divided by replies. Ratios are to limiter off in the same round.
+ended) and divided by replies: below one means some admissions never reached Redis, because a
+call that outlives `REDIS_SOCKET_TIMEOUT` (0.25 s) makes the breaker count in the replica's
+memory for a while (fail open, the default), which a starved machine shows at a thousand
+streams opened at once. Ratios are to limiter off in the same round.
 
 {streams_table(streams)}
 """)
@@ -179,8 +197,9 @@ ended) and divided by replies. Ratios are to limiter off in the same round.
 `redis-benchmark` running the app's own admission script, `EVALSHA` with the keys and
 arguments a `/chat` request sends (both limits), {ceiling[0]["calls"]:,} calls from 32 clients
 pipelined 16 deep; one user (the same two keys) and a million (`-r`, redis-benchmark's key
-randomiser). It shares the cores with nothing of ours, so it shows what Redis allows; the last
-columns put one app's end-to-end req/s (main table, one user) beside it.
+randomiser). Nothing else of the bench runs meanwhile (whatever else shares the machine
+still does), so it shows what Redis allows; the last columns put one app's end-to-end req/s
+(main table, one user) beside it.
 
 {ceiling_table(ceiling, report["summary"])}
 """)
