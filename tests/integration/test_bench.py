@@ -235,7 +235,9 @@ def test_the_users_curve_fills_redis_with_exactly_the_keys_the_app_writes(
     from chatlimit.tools.bench.users import USERS_LIMIT, app_keys, fill_redis
     from chatlimit.tools.bench.wrk import user_headers
 
-    with ServedApp(tmp_path, STORAGE_URI=own_redis.url, RATE_LIMIT=USERS_LIMIT) as app:
+    # As the curve's servers run: request limits only (servers.Variant turns budgets off).
+    with ServedApp(tmp_path, STORAGE_URI=own_redis.url, RATE_LIMIT=USERS_LIMIT,
+                   TOKEN_LIMIT="off", MAX_STREAMS="off") as app:
         answer = httpx.post(f"{app.url}/chat", json={"message": "hi"}, headers=user_headers(7))
         assert answer.status_code == HTTPStatus.OK
     import redis

@@ -145,7 +145,7 @@ def sections(report: dict[str, Any], users_chart: bool) -> str:
                 "machine gave the app a few hundred req/s. In one process, without HTTP, the "
                 f"check for a request's two keys cost {inside} µs of CPU at "
                 f"{layout.get('users', 0):,} users and {largest.get('cpu_us_per_check')} µs at "
-                f"{largest.get('keys', 0) // 2:,} (hashing included).\n"
+                f"{largest.get('keys', 0) // 2:,} (keys built beforehand).\n"
             )
         out.append(f"""
 ## Users curve
