@@ -20,7 +20,7 @@ from chatlimit.tools.stack import LocalStack as Cluster
 
 from .support import ClientFactory, ServedApp, ServeFactory, make_settings, missing
 
-# slowapi's own tests, vendored: tests/unit/test_slowapi_peer.py runs them from a copy.
+# slowapi's own tests, vendored: tests/unit/limiter/test_slowapi_peer.py runs them from a copy.
 collect_ignore = ["peer"]
 
 

@@ -27,7 +27,6 @@ from limits import RateLimitItem
 from limits.errors import ConfigurationError
 from slowapi import Limiter as SlowapiLimiter
 from slowapi.errors import RateLimitExceeded
-from slowapi.wrappers import Limit
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,9 +37,9 @@ from ..strategies import STRATEGIES
 from ..uri import parse_storage_uri
 from .breaker import Breaker
 from .budget import Ask, Standing, TokenBudget, ask_of, standing
-from .headers import policy_header
-from .keys import key_for, key_suffix
-from .rules import Charge, LimitValue, Rule, charges, identity_of
+from .keys import key_for
+from .plans import Fixed, Plan, Plans, shown_limit
+from .rules import LimitValue, Rule, charges, identity_of
 from .slowapi_surface import SlowapiSurface
 
 # Handed to stock slowapi (RATE_LIMIT_ENGINE=slowapi) so that it reads no .env file.
@@ -78,28 +77,6 @@ def decision_of(request: Request) -> Decision | None:
 def route_name(func: Callable[..., Any]) -> str:
     """slowapi's name for a route: where its limits are filed."""
     return f"{func.__module__}.{func.__name__}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """What counting a set of limits needs besides the request, worked out once per set."""
-
-    items: tuple[RateLimitItem, ...]
-    suffixes: tuple[str, ...]  # storage key suffix per limit
-    ceiling: tuple[bool, ...]  # which limits are per-address ceilings
-    policies: tuple[str, ...]  # RateLimit-Policy when limit i is the one shown
-    own: tuple[int, ...]  # indices of the caller's own limits
-
-
-@dataclass(frozen=True, slots=True)
-class _Fixed:
-    """A route (and endpoint key) whose limits need nothing from a request but the answers of
-    its key functions: worked out once, so the hot path only asks those."""
-
-    plan: _Plan
-    limits: tuple[Limit, ...]
-    key_funcs: tuple[Callable[..., Any], ...]  # per limit
-    costs: tuple[int, ...]
 
 
 class Limiter(SlowapiSurface, SlowapiLimiter):
@@ -182,9 +159,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         self._route_limits: dict[str, list[Any]] = {}  # what slowapi's middlewares read
         self._rules: dict[str, list[Rule]] = {}  # route name -> its decorators, in order
         self._scopes: dict[str, str] = {}  # route name -> the endpoint in its storage keys
-        self._suffixes: dict[tuple[str, RateLimitItem], str] = {}
-        self._plans: dict[tuple[tuple[RateLimitItem, str, bool], ...], _Plan] = {}
-        self._fixed: dict[tuple[str, bool, str], _Fixed | None] = {}
+        self.plans = Plans(self.strategy, self.observer)
         self._budgets: dict[str, TokenBudget] = {}  # route name -> TOKEN_LIMIT, MAX_STREAMS
 
     def _breaker(self, uri: str, options: dict[str, Any], fail_open: bool) -> Breaker:
@@ -244,7 +219,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             if not callable(rule.value):
                 self._route_limits.setdefault(name, []).extend(rule.static)
             self._scopes[name] = func.__name__
-            self._fixed.clear()
+            self.plans.forget()
             if getattr(func, "_chatlimit_limited", False):
                 # A stacked decorator: its limits join the route's, counted by the one check
                 # the outer wrapper runs, in the same script call.
@@ -329,7 +304,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             return None
         endpoint_key = request.scope["path"] if self._key_style == "url" else \
             self._scopes.get(name, name)
-        fixed = self._fixed_for(name, in_middleware, endpoint_key, rules)
+        fixed = self.plans.fixed(name, in_middleware, endpoint_key, rules)
         identities = await self._identities(fixed, request) if fixed is not None else None
         if fixed is not None and identities is not None:
             plan, limits, costs = fixed.plan, fixed.limits, fixed.costs
@@ -337,7 +312,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             found = await charges(rules, request, endpoint_key, {})
             if not found:
                 return None
-            plan = self._plan(found)
+            plan = self.plans.of(found)
             limits = tuple(c.limit for c in found)
             identities = [c.identity for c in found]
             costs = tuple(c.cost for c in found)
@@ -357,27 +332,8 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 budget.streams_limit else budget.limits[failed - len(limits)])
         raise RateLimitExceeded(limits[failed])
 
-    def _fixed_for(
-        self, name: str, in_middleware: bool, endpoint_key: str, rules: Sequence[Rule]
-    ) -> _Fixed | None:
-        key = (name, in_middleware, endpoint_key)
-        if key in self._fixed:
-            return self._fixed[key]
-        fixed = None
-        if all(rule.plain for rule in rules):
-            ordered = sorted(rules, key=lambda r: r.ceiling)  # stable: ceilings last
-            found = [Charge(lim, "", rule.scope_for(endpoint_key, None), int(rule.cost),  # type: ignore[arg-type]
-                            rule.ceiling) for rule in ordered for lim in rule.static]
-            fixed = _Fixed(self._plan(found), tuple(c.limit for c in found),
-                           tuple(r.key_func for r in ordered for _ in r.static),
-                           tuple(c.cost for c in found)) if found else None
-        if len(self._fixed) > 4096:  # URL key style: one per path; stay bounded
-            self._fixed.clear()
-        self._fixed[key] = fixed
-        return fixed
-
     @staticmethod
-    async def _identities(fixed: _Fixed, request: Request) -> list[str] | None:
+    async def _identities(fixed: Fixed, request: Request) -> list[str] | None:
         """Each limit's identity, a key function asked once; None if one is empty (slowapi
         then skips that limit: the slow path does)."""
         known: dict[Callable[..., Any], str] = {}
@@ -400,37 +356,8 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         nothing."""
         return await self.check_request(request, route_name(route), peek=True)
 
-    def _plan(self, found: Sequence[Charge]) -> _Plan:
-        suffixes = []
-        for charge in found:
-            item = charge.limit.limit
-            suffix = self._suffixes.get((charge.scope, item))
-            if suffix is None:
-                suffix = self._suffixes[(charge.scope, item)] = key_suffix(
-                    self.strategy, charge.scope, item)
-            suffixes.append(suffix)
-        signature = tuple((c.limit.limit, s, c.ceiling)
-                          for c, s in zip(found, suffixes, strict=True))
-        plan = self._plans.get(signature)
-        if plan is None:
-            if len(self._plans) > 4096:  # dynamic limits and URL scopes vary: stay bounded
-                self._plans.clear()
-            items = tuple(c.limit.limit for c in found)
-            ceiling = tuple(c.ceiling for c in found)
-            own_items = tuple(item for item, c in zip(items, ceiling, strict=True) if not c)
-            plan = self._plans[signature] = _Plan(
-                items=items,
-                suffixes=tuple(suffixes),
-                ceiling=ceiling,
-                policies=tuple(policy_header(own_items if not c else (*own_items, item))
-                               for item, c in zip(items, ceiling, strict=True)),
-                own=tuple(i for i, c in enumerate(ceiling) if not c) or (0,),
-            )
-            self.observer.declare(plan.items, plan.ceiling)
-        return plan
-
     async def _count(
-        self, request: Request, plan: _Plan, identities: Sequence[str], costs: Sequence[int],
+        self, request: Request, plan: Plan, identities: Sequence[str], costs: Sequence[int],
         *, peek: bool, budget: TokenBudget | None = None,
     ) -> Decision:
         prefix = self._key_prefix
@@ -468,7 +395,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                     (*plan.items, *budget.items), (*plan.ceiling, *("tokens",) * len(budget.items)),
                     whole, "" if failed is None else user if failed >= len(keys)
                     else identities[failed], streams=budget.max_streams)
-        shown = self._shown(plan, verdict, peek)
+        shown = shown_limit(plan, verdict, peek)
         decision = Decision(
             verdict=whole,
             quota=verdict.quotas[shown],
@@ -482,24 +409,6 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         request.state.rate_limit = request.state.view_rate_limit = decision
         return decision
 
-    @staticmethod
-    def _shown(plan: _Plan, verdict: Verdict, peek: bool) -> int:
-        """Which limit the quota and headers describe. When some limit refuses (or would
-        refuse the next request): of those, the one that frees up last, so the client is
-        never told to come back while another limit still refuses it. Otherwise the caller's
-        own tightest limit. An address's ceiling is shown once it refuses (or, for a peek,
-        is used up), never while it merely has less left than the caller's own limit."""
-        quotas = verdict.quotas
-        exhausted = [i for i, q in enumerate(quotas)
-                     if q.remaining == 0 and (peek or not plan.ceiling[i])]
-        if verdict.failed is not None:
-            exhausted = sorted({verdict.failed, *exhausted})
-        if exhausted:
-            return max(exhausted, key=lambda i: quotas[i].reset_after)
-        own = [i for i in plan.own if i < len(quotas)] or [0]
-        if len(own) == 1:
-            return own[0]
-        return min(own, key=lambda i: (quotas[i].remaining, -quotas[i].reset_after))
 
 
 ChatLimiter = Limiter  # the name before the drop-in

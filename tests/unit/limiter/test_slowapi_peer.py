@@ -13,7 +13,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PEER = ROOT / "tests" / "peer" / "slowapi"
 DOC = ROOT / "docs" / "slowapi-compatibility.md"
 SUBSTITUTE = """\

@@ -1,0 +1,129 @@
+"""Plans: what counting a route's limits needs besides the request, worked out once.
+
+A plan holds the limits' items, storage key suffixes, which are per-address ceilings and the
+RateLimit-Policy to show; a fixed plan (a route whose limits are plain strings with fixed
+costs) also holds the limits and key functions, so a request only asks its key functions.
+Both are cached and bounded: dynamic limits and URL scopes make new sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItem
+from slowapi.wrappers import Limit
+
+from ..observe import Observer
+from ..storage import Verdict
+from .headers import policy_header
+from .keys import key_suffix
+from .rules import Charge, Rule
+
+CACHE_BOUND = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What counting a set of limits needs besides the request, worked out once per set."""
+
+    items: tuple[RateLimitItem, ...]
+    suffixes: tuple[str, ...]  # storage key suffix per limit
+    ceiling: tuple[bool, ...]  # which limits are per-address ceilings
+    policies: tuple[str, ...]  # RateLimit-Policy when limit i is the one shown
+    own: tuple[int, ...]  # indices of the caller's own limits
+
+
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    """A route (and endpoint key) whose limits need nothing from a request but the answers of
+    its key functions: worked out once, so the hot path only asks those."""
+
+    plan: Plan
+    limits: tuple[Limit, ...]
+    key_funcs: tuple[Callable[..., Any], ...]  # per limit
+    costs: tuple[int, ...]
+
+
+class Plans:
+    def __init__(self, strategy: str, observer: Observer) -> None:
+        self.strategy = strategy
+        self.observer = observer
+        self._suffixes: dict[tuple[str, RateLimitItem], str] = {}
+        self._plans: dict[tuple[tuple[RateLimitItem, str, bool], ...], Plan] = {}
+        self._fixed: dict[tuple[str, bool, str], Fixed | None] = {}
+
+    def forget(self) -> None:
+        """A decorator added limits to a route: its fixed plans are stale."""
+        self._fixed.clear()
+
+    def fixed(
+        self, name: str, in_middleware: bool, endpoint_key: str, rules: Sequence[Rule]
+    ) -> Fixed | None:
+        """The fixed plan of a route's limits at this endpoint key, None when some limit needs
+        the request (a dynamic limit, an exemption, a callable cost or scope, per_method)."""
+        key = (name, in_middleware, endpoint_key)
+        if key in self._fixed:
+            return self._fixed[key]
+        fixed = None
+        if all(rule.plain for rule in rules):
+            ordered = sorted(rules, key=lambda r: r.ceiling)  # stable: ceilings last
+            found = [Charge(lim, "", rule.scope_for(endpoint_key, None), int(rule.cost),  # type: ignore[arg-type]
+                            rule.ceiling) for rule in ordered for lim in rule.static]
+            fixed = Fixed(self.of(found), tuple(c.limit for c in found),
+                           tuple(r.key_func for r in ordered for _ in r.static),
+                           tuple(c.cost for c in found)) if found else None
+        if len(self._fixed) > CACHE_BOUND:  # URL key style: one per path; stay bounded
+            self._fixed.clear()
+        self._fixed[key] = fixed
+        return fixed
+
+    def of(self, found: Sequence[Charge]) -> Plan:
+        """The plan of these limits (their scopes and items; identities do not matter)."""
+        suffixes = []
+        for charge in found:
+            item = charge.limit.limit
+            suffix = self._suffixes.get((charge.scope, item))
+            if suffix is None:
+                suffix = self._suffixes[(charge.scope, item)] = key_suffix(
+                    self.strategy, charge.scope, item)
+            suffixes.append(suffix)
+        signature = tuple((c.limit.limit, s, c.ceiling)
+                          for c, s in zip(found, suffixes, strict=True))
+        plan = self._plans.get(signature)
+        if plan is None:
+            if len(self._plans) > CACHE_BOUND:  # dynamic limits and URL scopes vary: stay bounded
+                self._plans.clear()
+            items = tuple(c.limit.limit for c in found)
+            ceiling = tuple(c.ceiling for c in found)
+            own_items = tuple(item for item, c in zip(items, ceiling, strict=True) if not c)
+            plan = self._plans[signature] = Plan(
+                items=items,
+                suffixes=tuple(suffixes),
+                ceiling=ceiling,
+                policies=tuple(policy_header(own_items if not c else (*own_items, item))
+                               for item, c in zip(items, ceiling, strict=True)),
+                own=tuple(i for i, c in enumerate(ceiling) if not c) or (0,),
+            )
+            self.observer.declare(plan.items, plan.ceiling)
+        return plan
+
+
+def shown_limit(plan: Plan, verdict: Verdict, peek: bool) -> int:
+    """Which limit the quota and headers describe. When some limit refuses (or would
+    refuse the next request): of those, the one that frees up last, so the client is
+    never told to come back while another limit still refuses it. Otherwise the caller's
+    own tightest limit. An address's ceiling is shown once it refuses (or, for a peek,
+    is used up), never while it merely has less left than the caller's own limit."""
+    quotas = verdict.quotas
+    exhausted = [i for i, q in enumerate(quotas)
+                 if q.remaining == 0 and (peek or not plan.ceiling[i])]
+    if verdict.failed is not None:
+        exhausted = sorted({verdict.failed, *exhausted})
+    if exhausted:
+        return max(exhausted, key=lambda i: quotas[i].reset_after)
+    own = [i for i in plan.own if i < len(quotas)] or [0]
+    if len(own) == 1:
+        return own[0]
+    return min(own, key=lambda i: (quotas[i].remaining, -quotas[i].reset_after))
