@@ -173,9 +173,12 @@ in a fresh process, the same way), Redis from `used_memory` (limits' RedisStorag
 {capped_text}""")
     streams = report.get("streams")
     if streams:
+        again = (f"\nThis section comes from its own run (`--sections streams`) on "
+                 f"{streams['date']}, once token budgets had landed.\n"
+                 if streams.get("date") else "")
         out.append(f"""
 ## Streaming
-
+{again}
 Concurrent streamed replies (`Accept: text/event-stream`) through one replica at the demo
 model's pace (`MODEL_TOKEN_DELAY_MS`, 30 ms a token), `LLM_MAX_TOKENS=32` of its story, each
 connection its own user: 100 streams ask for two replies each, 1,000 for one. The client is a
