@@ -16,7 +16,7 @@ test: ## run the whole test suite (installs what it needs)
 lint: ## ruff and mypy
 	.venv/bin/ruff check backend tests && .venv/bin/mypy
 
-bench: ## measure what rate limiting costs; writes docs/benchmarks.{md,json,png} (~8 min)
+bench: ## measure what rate limiting costs; writes docs/benchmarks.{md,json} and charts (~25 min)
 	./scripts/bench
 
 screenshots: ## retake the README's screenshots (docs/images) with the browser tests
