@@ -7,6 +7,7 @@ import { burst } from "./burst.js";
 import { $, announcer, badge as makeBadge, make } from "./dom.js";
 import { Quota } from "./quota.js";
 import { askReplicas, judge, showReplicaViews } from "./replicas.js";
+import { Tokens } from "./tokens.js";
 
 const PROBE_MS = 3000;
 const HINT = $("message-hint").textContent;
@@ -122,6 +123,13 @@ const quota = new Quota({
   limit: $("limit"), limitTitle: $("limit-title"), countdown: $("limit-countdown"),
 }, { refresh: refreshQuota, onBlocked: updateSend, announce, badge });
 
+const tokens = new Tokens({
+  card: $("token-card"), meter: $("token-meter"), text: $("token-text"),
+  bill: $("bill"), billText: $("bill-text"), billVerdict: $("bill-verdict"),
+});
+state.user = "";
+const refreshBill = () => tokens.bill(state.user, scaled());
+
 function showTier(tier) {
   $("quota-tier").hidden = !tier;
   $("quota-tier-name").textContent = tier || "";
@@ -135,6 +143,9 @@ async function refreshQuota() {
   window.clearTimeout(state.quotaRetry);
   if (res.ok && res.body) {
     quota.set(res.body.quota, res.servedBy, scaled(), res.body.enabled);
+    tokens.set(res.body.tokens);
+    state.user = res.body.user || "";
+    refreshBill();
     showTier(res.body.tier);
     succeeded();
   } else if (unavailable(res)) {
@@ -259,6 +270,7 @@ async function send() {
       meta.textContent = "Sent";
       shown = reply(data.served_by || "");
       quota.set(data.quota, data.served_by, scaled(), limiting());
+      tokens.set(data.tokens);
     },
     delta(piece) { if (shown) shown.add(piece); },
     abort() { state.controller.abort(); },
@@ -277,6 +289,8 @@ async function send() {
     shown.end(notes[res.outcome] || "");
     state.history.push({ role: "user", content: text }, { role: "assistant", content: shown.text() });
     if (res.outcome === "done") quota.set(res.body.quota, res.servedBy, scaled(), limiting());
+    if (res.body && res.body.tokens && res.body.tokens.remaining !== undefined) tokens.set(res.body.tokens);
+    else if (res.outcome !== "done") window.setTimeout(refreshQuota, 500);  // settled by now
     succeeded();
   } else if (res.outcome === "stopped") {
     meta.textContent = "Stopped before the reply began.";
@@ -287,7 +301,11 @@ async function send() {
     if (res.status === 429 && res.body && res.body.quota) {
       meta.textContent = "Not sent. Over the limit: it is back in the box for later.";
       quota.set(res.body.quota, res.servedBy, scaled());
+      tokens.set(res.body.tokens);
       quota.block(Date.now() + (res.body.retry_after || 1) * 1000);
+      const why = { tokens: "You've used your token budget for now.",
+                    streams: "Your other replies are still streaming." }[res.body.exceeded];
+      if (why) $("limit-title").textContent = why;
     } else {
       meta.textContent = `Not sent. ${describe(res)} It is back in the box.`;
       fail(res);
@@ -295,6 +313,7 @@ async function send() {
   }
   sayQuota();
   refreshReplicas();
+  refreshBill();
   updateSend();
   if (keepFocus) ui.input.focus();
 }
