@@ -123,6 +123,10 @@ def parse_api_keys(value: str) -> dict[str, str]:
     return keys
 
 
+DEFAULT_TOKEN_LIMIT = "2000/hour"  # why: the comment on Settings.token_limit
+DEFAULT_MAX_STREAMS = 5
+
+
 class SettingsError(Exception):
     """A configuration error, reported as one line naming the variable and what it accepts."""
 
@@ -201,11 +205,13 @@ class Settings(BaseSettings):
     # usage when it ends. The default is spent by four "tell me a story" messages, so a
     # newcomer meets it within two minutes (three messages a minute). Off by default under
     # moving-window, which keeps one entry per unit and so cannot hold weighted reservations.
-    token_limit: str = "2000/hour"
+    # Empty (or unset) is the default, so a compose file can pass ${TOKEN_LIMIT:-} through.
+    token_limit: str = ""
     # Replies in flight per user at once. Above the default RATE_LIMIT (3), so Burst still
     # shows the request limit refusing; low enough that one user cannot hold many of the
     # model's slots. None: off.
-    max_streams: int | None = Field(default=5, ge=1, le=1000)
+    # 0 stands for the default while validating (an empty value); it is never left at 0.
+    max_streams: int | None = Field(default=0, ge=0, le=1000)
     # A reply's slot expires this long after its last heartbeat (every third of it), so a
     # replica killed mid-reply frees its users' slots within this many seconds.
     lease_ttl: float = Field(default=15.0, ge=1, le=600)
@@ -276,6 +282,8 @@ class Settings(BaseSettings):
     @classmethod
     def _parsable_token_limit(cls, value: str) -> str:
         value = value.strip()
+        if not value:
+            return ""
         if value.lower() in _OFF:
             return "off"
         parse_many(value)
@@ -284,31 +292,41 @@ class Settings(BaseSettings):
     @field_validator("max_streams", mode="before")
     @classmethod
     def _streams_or_off(cls, value: object) -> object:
-        if value is None or (isinstance(value, str) and value.strip().lower() in _OFF):
-            return None
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value in ("0", "+0", "-0"):
+                raise ValueError("at least 1")
+            if not value:
+                return 0
+            if value in _OFF:
+                return None
         return value
 
     @model_validator(mode="after")
     def _tokens_need_a_weighted_strategy(self) -> Settings:
+        """The defaults step aside where they cannot be counted; a choice is refused there."""
+        chosen_tokens = self.token_limit not in ("", "off")
+        chosen_streams = self.max_streams not in (0, None)
         if self.rate_limit_engine == "slowapi":
-            # Stock slowapi counts requests only; the defaults step aside, a choice is refused.
-            asked = [n for n in ("token_limit", "max_streams") if n in self.model_fields_set
-                     and getattr(self, n) not in ("off", None)]
-            if asked:
-                raise ValueError(f"{asked[0].upper()} needs RATE_LIMIT_ENGINE=chatlimit (stock "
-                                 f"slowapi counts requests only); or set {asked[0].upper()}=off")
+            if chosen_tokens or chosen_streams:
+                name = "TOKEN_LIMIT" if chosen_tokens else "MAX_STREAMS"
+                raise ValueError(f"{name} needs RATE_LIMIT_ENGINE=chatlimit (stock slowapi "
+                                 f"counts requests only); or set {name}=off")
             object.__setattr__(self, "token_limit", "off")
             object.__setattr__(self, "max_streams", None)
             return self
-        if self.token_limit != "off" and self.rate_limit_strategy not in WEIGHTED:
-            if "token_limit" in self.model_fields_set:
+        if self.max_streams == 0:
+            object.__setattr__(self, "max_streams", DEFAULT_MAX_STREAMS)
+        if self.rate_limit_strategy not in WEIGHTED:
+            if chosen_tokens:
                 raise ValueError(
                     f"TOKEN_LIMIT={self.token_limit!r} needs RATE_LIMIT_STRATEGY "
                     f"{' or '.join(WEIGHTED)} ({self.rate_limit_strategy} keeps one entry per "
                     "unit, so it cannot hold a weighted reservation); or set TOKEN_LIMIT=off"
                 )
-            # The default only: off, said at start-up (app.py), instead of refusing to start.
             object.__setattr__(self, "token_limit", "off")
+        elif not self.token_limit:
+            object.__setattr__(self, "token_limit", DEFAULT_TOKEN_LIMIT)
         return self
 
     @field_validator("llm_base_url")

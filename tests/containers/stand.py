@@ -214,10 +214,10 @@ class Comparison:
         return {m[0] for m in re.findall(r"^\s*\d+\s+(\S+)\s+(200|429)\b", self.output, re.M)}
 
 
-def compare(url: str, *, requests: int, expect: str) -> Comparison:
+def compare(url: str, *, requests: int, expect: str, tokens: bool = False) -> Comparison:
     argv = [sys.executable, "-m", "chatlimit", "compare", url, "--requests", str(requests),
-            "--expect", expect]
-    with timed(f"chatlimit compare {url} --requests {requests}"):
+            "--expect", expect, *(["--tokens"] if tokens else [])]
+    with timed(f"chatlimit compare {url} --requests {requests}{' --tokens' * tokens}"):
         result = run(argv, timeout=120, check=False, env={**os.environ, "NO_COLOR": "1"})
     return Comparison(result.returncode, result.stdout + result.stderr)
 

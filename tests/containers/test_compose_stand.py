@@ -7,6 +7,7 @@ run unchanged. Tests run in file order and share one engine; each brings up what
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -34,7 +35,8 @@ SCALED_URL = "http://127.0.0.1:8080"
 PROMETHEUS_URL = "http://127.0.0.1:9090"
 # Scaled runs use a limit of 10 and 30 requests: 10 allowed when Redis is shared, 3 x 10 when
 # each replica counts alone.
-SCALED_ENV = {"RATE_LIMIT": "10/minute"}
+SCALED_ENV = {"RATE_LIMIT": "10/minute", "TOKEN_LIMIT": "1000/hour"}
+ENFORCED_TOKENS = r"ENFORCED: [\d,]+ of 1,000 tokens billed \(budget 1,000\)"
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +93,13 @@ class TestScaledCompose:
         assert result.returncode == 0, result.output
         assert result.served_by == {"app-1", "app-2", "app-3"}, result.output
 
+    def test_three_replicas_sharing_redis_hold_one_token_budget(self, scaled: Project) -> None:
+        result = compare(SCALED_URL, requests=20, expect="enforced", tokens=True)
+
+        # The bill is the model's ledger, read through nginx at /model/v1/ledger.
+        assert re.fullmatch(ENFORCED_TOKENS, result.verdict), result.output
+        assert result.returncode == 0, result.output
+
     def test_redis_data_survives_down_and_up_on_the_named_volume(self, scaled: Project) -> None:
         marker = secrets.token_hex(8)
         assert scaled.exec("redis", "redis-cli", "SET", "stand:marker", marker) == "OK"
@@ -144,6 +153,11 @@ class TestScaledCompose:
         assert result.verdict.startswith("BYPASSED: 30 of 30 allowed, limit 10"), result.output
         assert result.returncode == 0, result.output
         assert result.served_by == {"app-1", "app-2", "app-3"}, result.output
+
+        tokens = compare(SCALED_URL, requests=20, expect="bypassed", tokens=True)
+        assert re.fullmatch(r"BYPASSED: [\d,]+ tokens billed, budget 1,000: each replica counts "
+                            r"alone", tokens.verdict), tokens.output
+        assert tokens.returncode == 0, tokens.output
 
 
 def test_the_stand_leaves_no_containers_networks_volumes_or_processes(stand: Stand) -> None:

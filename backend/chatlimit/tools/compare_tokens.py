@@ -150,7 +150,7 @@ def _json(answer: httpx.Response) -> dict[str, Any]:
 
 class TokenTable(Table):
     COLUMNS = ("request", "served by", "status", "charged", "tokens left")
-    WIDTHS = (7, 12, 6, 7, 11)
+    WIDTHS = (7, 12, 10, 7, 11)
 
     def token_row(self, row: TokenRow) -> None:
         if not self.headed:

@@ -19,6 +19,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -28,6 +29,7 @@ from .billing import Bill
 from .errors import error_body
 
 MEDIA_TYPE = "text/event-stream"
+CLOSE_SECONDS = 2.0
 
 
 def wants_event_stream(request: Request) -> bool:
@@ -53,7 +55,7 @@ async def _events(reply: Reply, meta: dict[str, Any], bill: Bill) -> AsyncIterat
     finally:
         try:
             # Every way out, a client gone (cancelled here) included, closes the upstream stream.
-            await reply.aclose()
+            await _close(reply)
         finally:
             tokens = await bill.reply_ended(reply, complete=complete)
     usage = reply.settled_usage().as_dict()
@@ -63,6 +65,14 @@ async def _events(reply: Reply, meta: dict[str, Any], bill: Bill) -> AsyncIterat
                                         usage=usage, **extra))
         return
     yield event("done", {"usage": usage, "quota": meta.get("quota"), **extra})
+
+
+async def _close(reply: Reply) -> None:
+    """Close the upstream stream even while this task is being cancelled (a client gone):
+    anyio cancels every await in a cancelled scope, and an unshielded close would leave the
+    model generating, and billing, until it noticed by itself. Bounded, in case it hangs."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_SECONDS):
+        await reply.aclose()
 
 
 class _SettledStream(StreamingResponse):
@@ -82,7 +92,7 @@ class _SettledStream(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             try:
-                await self.reply.aclose()
+                await _close(self.reply)
             finally:
                 await self.bill.reply_ended(self.reply, complete=False)  # once: a no-op after
 
