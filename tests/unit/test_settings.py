@@ -117,3 +117,38 @@ def test_serve_with_a_bad_variable_exits_2_with_one_line() -> None:
         "3/minute, or several joined by ';' (3/minute;20/hour)"
     ]
     assert "Traceback" not in result.stderr
+
+
+def test_the_token_budget_defaults_and_accepts_off() -> None:
+    settings = Settings()
+    assert [(i.amount, int(i.get_expiry())) for i in settings.token_limits] == [(2000, 3600)]
+    assert settings.max_streams == 5 and settings.lease_ttl == 15
+    off = Settings(token_limit="off", max_streams="off")
+    assert off.token_limits == [] and off.max_streams is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        ({"token_limit": "lots"}, "TOKEN_LIMIT='lots' is invalid: accepts a slowapi limit string "
+                                  "counted in tokens"),
+        ({"max_streams": "0"}, "MAX_STREAMS='0' is invalid: accepts a number of replies"),
+        ({"lease_ttl": "0"}, "LEASE_TTL='0' is invalid: accepts seconds from 1 to 600"),
+        ({"token_limit": "500/hour", "rate_limit_strategy": "moving-window"},
+         "TOKEN_LIMIT='500/hour' needs RATE_LIMIT_STRATEGY fixed-window or "
+         "sliding-window-counter"),
+        ({"token_limit": "500/hour", "rate_limit_engine": "slowapi"},
+         "TOKEN_LIMIT needs RATE_LIMIT_ENGINE=chatlimit"),
+    ],
+)
+def test_a_bad_token_setting_stops_start_up_in_one_line(overrides: dict[str, str], line: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(**overrides)
+    assert str(caught.value).startswith(line)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_default_budget_steps_aside_where_it_cannot_be_counted() -> None:
+    assert Settings(rate_limit_strategy="moving-window").token_limits == []
+    stock = Settings(rate_limit_engine="slowapi")
+    assert stock.token_limits == [] and stock.max_streams is None

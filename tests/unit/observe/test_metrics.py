@@ -115,3 +115,21 @@ def test_token_and_stream_metrics_exist_at_zero_for_the_token_budget(make_client
                  "chatlimit_tokens_refunded_total", "chatlimit_streams_in_flight"):
         assert (name, frozenset()) in samples
         assert samples[(name, frozenset())] == 0
+
+
+def test_the_token_budget_feeds_its_metrics_and_counts_refusals_for_tokens(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(metrics="on", rate_limit="100/minute", token_limit="600/hour")
+    answers = [client.post("/chat", json={"message": "tell me a story"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    charged = sum(a.json()["tokens"]["charged"] for a in answers[:2])
+    reserved = sum(a.json()["tokens"]["reserved"] for a in answers[:2])
+    samples = scrape(client)
+    assert samples[("chatlimit_tokens_reserved_total", frozenset())] == reserved
+    assert samples[("chatlimit_tokens_charged_total", frozenset())] == charged
+    assert samples[("chatlimit_tokens_refunded_total", frozenset())] == reserved - charged
+    assert samples[("chatlimit_streams_in_flight", frozenset())] == 0
+    tokens = {"policy": "600 per 1 hour", "kind": "tokens"}
+    assert metric(samples, DECISIONS, result="within_limit", **tokens) == 2
+    assert metric(samples, DECISIONS, result="over_limit", **tokens) == 1
