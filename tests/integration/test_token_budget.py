@@ -169,9 +169,11 @@ def test_a_thousand_streams_cancelled_mid_way_leave_no_lease_held(
                 return await asyncio.gather(*(one(n) for n in range(1000)))
 
         answers = asyncio.run(run())
-        # A model overwhelmed on a loaded machine may refuse a connection (502, a designed
-        # answer); every other stream was admitted, cancelled mid-reply, and must be settled.
-        assert set(answers) <= {HTTPStatus.OK, HTTPStatus.BAD_GATEWAY}
+        # On a loaded machine a few get a designed refusal instead (the model not reached:
+        # 502; Redis slower than its timeout: 503); every other stream was admitted,
+        # cancelled mid-reply, and must have been settled.
+        assert set(answers) <= {HTTPStatus.OK, HTTPStatus.BAD_GATEWAY,
+                                HTTPStatus.SERVICE_UNAVAILABLE}
         assert answers.count(HTTPStatus.OK) >= 900
         admin = redis.Redis(port=redis_server.port)
 
