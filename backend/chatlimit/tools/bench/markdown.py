@@ -61,7 +61,7 @@ redis-server (`INFO cpu`): CPU time is what a busy neighbour on the same cores d
 least, so read it beside the throughput ratios.
 
 ## Results
-
+{_rerun(report.get("main_run"), "main table")}
 {table}
 
 {"![Throughput ratio and latency per variant](benchmarks.png)" if chart else ""}
@@ -207,3 +207,12 @@ still does), so it shows what Redis allows; the last columns put one app's end-t
 {ceiling_table(ceiling, report["summary"])}
 """)
     return "".join(out)
+
+
+def _rerun(run: dict[str, Any] | None, what: str) -> str:
+    """A section re-run on its own (`--sections`) and merged into the report: when and how busy."""
+    if not run:
+        return ""
+    return (f"\nThe {what} comes from its own run (`--sections main`) on {run['date']}, "
+            f"load average {run['load_before'][0]} before it, {run['wall_seconds']:.0f} s long; "
+            "the sections below are from the full run this report was written from.\n")
