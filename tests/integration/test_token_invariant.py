@@ -135,6 +135,7 @@ def assert_held(stack: LocalStack, client: Any, record: Callable[[str, object], 
     # The killed replica's slots expire within the TTL, everyone else's were released.
     freed = wait_for(lambda: live_leases(client) == 0, timeout=LEASE_TTL + 2)
     record("leases_freed_after_s", round(freed, 2))
+    print(f"INVARIANT redis: every lease released or expired {freed:.2f} s after the run")
     after = quota(stack)
     assert after["streams"]["free"] == after["streams"]["limit"]
     (key,) = list(client.scan_iter(match="*chat-tokens*"))
