@@ -169,6 +169,45 @@ class Project:
         changed = f" ({' '.join(f'{k}={v}' for k, v in self.env.items())})" if self.env else ""
         with timed(f"{self.file}: up {' '.join(flags)} --wait{changed}".replace("  ", " ")):
             self.compose("up", "-d", *flags, "--wait", "--wait-timeout", "300")
+        self.wait_for_names()
+
+    def containers(self) -> dict[str, str]:
+        """Running container name -> its compose service."""
+        rows = self.stand.podman(
+            "ps", "--filter", f"label=com.docker.compose.project={self.name}",
+            "--format", '{{.Names}} {{index .Labels "com.docker.compose.service"}}')
+        return dict(row.split(" ", 1) for row in rows)
+
+    def wait_for_names(self, timeout: float = 180) -> None:
+        """Every container resolves every service name at once, before a test sends traffic.
+
+        Healthy is not enough here: right after `up`, aardvark-dns (Debian 12's 1.4) has been
+        seen to leave a container's lookups unanswered for about 40 s (glibc's 5 s x 2 tries
+        x 2 nameservers, then "Temporary failure in name resolution"), so a replica's first
+        call to `model` outlived the client's timeout (tests/containers/README.md, trap 16).
+        Docker's embedded DNS answers from the first packet; the wait makes the stand do too,
+        and its timing line shows how long it took."""
+        containers = self.containers()
+        names = " ".join(sorted(set(containers.values())))
+        script = ('for n in ' + names + '; do timeout 2 getent hosts "$n" >/dev/null '
+                  '|| { echo "$n"; exit 1; }; done')
+        pending = dict(containers)
+
+        def resolved() -> bool:
+            for container in list(pending):
+                result = run([str(STAND_SH), "podman", "exec", container, "sh", "-c", script],
+                             check=False, timeout=60)
+                if result.returncode == 0:
+                    del pending[container]
+            return not pending
+
+        with timed(f"{self.file}: names resolve in {len(containers)} containers"):
+            try:
+                wait_until(resolved, timeout=timeout, interval=1,
+                           what="every container to resolve the service names")
+            except TimeoutError:
+                raise StandError(f"after {timeout:.0f} s these containers still cannot resolve "
+                                 f"the service names ({names}): {', '.join(pending)}") from None
 
     def down(self, *, volumes: bool) -> None:
         with timed(f"{self.file}: down" + (" -v" if volumes else "")):
