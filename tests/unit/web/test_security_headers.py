@@ -8,7 +8,7 @@ from http import HTTPStatus
 import httpx
 import pytest
 
-from ..support import ClientFactory
+from ...support import ClientFactory
 
 JSON = {"Content-Type": "application/json"}
 

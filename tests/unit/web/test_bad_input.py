@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 import pytest
 
-from ..support import ClientFactory
+from ...support import ClientFactory
 
 JSON = {"Content-Type": "application/json"}
 
