@@ -182,23 +182,21 @@ class Project:
         """Every container resolves every service name at once, before a test sends traffic.
 
         Healthy is not enough here: right after `up`, aardvark-dns (Debian 12's 1.4) has been
-        seen to leave a container's lookups unanswered for about 40 s (glibc's 5 s x 2 tries
-        x 2 nameservers, then "Temporary failure in name resolution"), so a replica's first
-        call to `model` outlived the client's timeout (tests/containers/README.md, trap 16).
+        seen to leave one container's lookups unanswered for about 40 s, then "Temporary
+        failure in name resolution" (cause not pinned down), so a replica's first call to
+        `model` outlived the client's timeout (tests/containers/README.md, trap 16).
         Docker's embedded DNS answers from the first packet; the wait makes the stand do too,
         and its timing line shows how long it took."""
         containers = self.containers()
         names = " ".join(sorted(set(containers.values())))
         script = ('for n in ' + names + '; do timeout 2 getent hosts "$n" >/dev/null '
                   '|| { echo "$n"; exit 1; }; done')
-        pending = dict(containers)
+        pending = list(containers)
 
         def resolved() -> bool:
-            for container in list(pending):
-                result = run([str(STAND_SH), "podman", "exec", container, "sh", "-c", script],
-                             check=False, timeout=60)
-                if result.returncode == 0:
-                    del pending[container]
+            pending[:] = [c for c in pending if run(
+                [str(STAND_SH), "podman", "exec", c, "sh", "-c", script],
+                check=False, timeout=60).returncode != 0]
             return not pending
 
         with timed(f"{self.file}: names resolve in {len(containers)} containers"):
