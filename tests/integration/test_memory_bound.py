@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -58,6 +59,44 @@ def test_a_new_fixed_window_moves_its_key_to_the_back_of_the_eviction_queue() ->
     for client in range(1000, 1050):  # over the cap: the oldest tenth goes
         hit(counter, "fixed-window", client)
     assert [hit(counter, "fixed-window", 0) for _ in range(3)] == [True, True, False]  # kept
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_sweep_drops_each_window_when_it_ends_whatever_the_other_windows(
+        strategy: str) -> None:
+    # Two window lengths, their keys interleaved: the minute's go after a minute, the hour's
+    # stay until the hour is over (each table is swept up to its first live entry). Two
+    # minutes: the sliding window counter keeps the previous window too.
+    clock = Clock()
+    counter = MemoryCounter(strategy, clock=clock)
+    minute, hour = THREE, parse("3/hour")
+    for client in range(100):
+        keys = [key_for(f"c{client}", key_suffix(strategy, "chat", item)) for item in (minute, hour)]
+        assert counter.check(keys, [minute, hour], [1, 1], peek=False).allowed
+    assert len(counter) == 200
+    clock.now += 121
+    counter.sweep(clock.now)
+    assert len(counter) == 100
+    clock.now += 2 * 3600
+    counter.sweep(clock.now)
+    assert len(counter) == 0
+    # A client whose windows all ended starts afresh.
+    keys = [key_for("c0", key_suffix(strategy, "chat", minute))]
+    assert [counter.check(keys, [minute], [1], peek=False).allowed for _ in range(4)] == [
+        True, True, True, False]
+
+
+@pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window-counter"])
+def test_counts_are_left_out_of_the_garbage_collectors_walks(strategy: str) -> None:
+    # A full collection walks every tracked container: a million users' counts must not be
+    # among them (tuples of numbers are untracked once the collector has seen them).
+    counter = MemoryCounter(strategy, clock=Clock())
+    for client in range(1000):
+        hit(counter, strategy, client)
+    gc.collect()
+    entries = [e for table in counter._tables.values() for e in table.values()]
+    assert len(entries) == 1000
+    assert not any(gc.is_tracked(entry) for entry in entries)
 
 
 def test_memory_max_keys_reaches_the_app(make_client: ClientFactory) -> None:
