@@ -79,12 +79,12 @@ class Breaker:
                 self._down[shard] = time.monotonic() + STORAGE_RETRY_SECONDS
             else:
                 self.observer.storage_call("ok", time.monotonic() - now)
-                # An answer also proves the storage as a whole ("") reachable.
-                recovered = [self._down.pop(s, None) for s in {shard, ""}]
-                if any(r is not None for r in recovered) and not self._down:
-                    self.observer.degraded(False)
-                    log.warning("rate-limit storage reachable again: shared limiting resumed",
-                                extra={"event": "storage_reachable"})
+                if self._down:  # an answer also proves the storage as a whole ("") reachable
+                    recovered = [self._down.pop(s, None) for s in {shard, ""}]
+                    if any(r is not None for r in recovered) and not self._down:
+                        self.observer.degraded(False)
+                        log.warning("rate-limit storage reachable again: shared limiting "
+                                    "resumed", extra={"event": "storage_reachable"})
                 return verdict, False
         if self.fail_mode == "closed":
             raise StorageUnavailable("storage unreachable")

@@ -194,5 +194,5 @@ class Ticket:
 
 def ask_of(request: Request) -> Ask | None:
     """The reservation the route put on the request before its limits were checked."""
-    ask: Ask | None = getattr(request.state, "token_ask", None)
+    ask: Ask | None = request.scope.get("state", {}).get("token_ask")
     return ask

@@ -47,7 +47,7 @@ EMPTY_CONFIG = Path(str(resources.files("chatlimit.limiter"))) / "slowapi.env"
 STORAGE_OPTIONS = ("connect_timeout", "socket_timeout", "memory_max_keys")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see Quota
 class Decision:
     """What the limiter decided for one request: the verdict over all of the request's limits,
     and the one limit its quota and headers describe."""
@@ -65,9 +65,17 @@ class Decision:
         return self.verdict.allowed
 
 
+def request_state(request: Request) -> dict[str, Any]:
+    """What request.state holds, as its dict: on the hot path, since State raises (and
+    formats) an AttributeError for every name it lacks."""
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    return state
+
+
 def decision_of(request: Request) -> Decision | None:
-    decision: Decision | None = getattr(request.state, "rate_limit", None)
-    if decision is None and getattr(request.state, "view_rate_limit", None) is not None:
+    state = request_state(request)
+    decision: Decision | None = state.get("rate_limit")
+    if decision is None and state.get("view_rate_limit") is not None:
         from .stock import stock_decision  # RATE_LIMIT_ENGINE=slowapi
 
         decision = request.state.rate_limit = stock_decision(request)
@@ -246,9 +254,10 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 raise Exception(
                     "parameter `request` must be an instance of starlette.requests.Request")
             decision = None
-            if self._auto_check and not getattr(request.state, "_rate_limiting_complete", False):
+            state = request_state(request)
+            if self._auto_check and not state.get("_rate_limiting_complete", False):
                 decision = await self.check_request(request, name)
-                request.state._rate_limiting_complete = True
+                state["_rate_limiting_complete"] = True
             response = kwargs.get("response")
             if decision is not None and isinstance(response, Response):
                 # Before the route runs, so that a streamed answer has them before its first
@@ -298,7 +307,8 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         if not self.enabled or name in self._exempt_routes or \
                 any(f() for f in self._request_filters):
             return None
-        in_middleware = in_middleware or getattr(request.state, "_chatlimit_app_limits", False)
+        state = request_state(request)
+        in_middleware = in_middleware or state.get("_chatlimit_app_limits", False)
         rules = self._rules_for(name, in_middleware)
         if not rules:
             return None
@@ -321,7 +331,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         if peek or decision.allowed:
             return decision
         if self.shadow:  # counted and reported (observer, header), never refused
-            decision = request.state.rate_limit = request.state.view_rate_limit = replace(
+            decision = state["rate_limit"] = state["view_rate_limit"] = replace(
                 decision, shadow=True)
             return decision
         failed = decision.verdict.failed
@@ -406,7 +416,8 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 budget, whole, len(keys), ask, budget_keys, lease, peek=peek, degraded=degraded),
         )
         # view_rate_limit: where slowapi's own exception handler and middlewares look.
-        request.state.rate_limit = request.state.view_rate_limit = decision
+        state = request_state(request)
+        state["rate_limit"] = state["view_rate_limit"] = decision
         return decision
 
 

@@ -83,7 +83,7 @@ def raw_headers(decision: Decision, retry_after: int | None = None) -> list[tupl
     """The headers of a limited response as ASGI pairs. X-RateLimit-Reset is a Unix time, as in
     slowapi and GitHub; the draft's RateLimit t= is seconds from now."""
     quota = decision.quota
-    remaining = str(quota.remaining).encode()
+    remaining = b"%d" % quota.remaining
     policy = decision.policy.encode("latin-1")
     state = b'"%s";r=%s;t=%d' % (
         policy_name(decision.item).encode(), remaining, ceil_seconds(quota.reset_after))
@@ -92,9 +92,9 @@ def raw_headers(decision: Decision, retry_after: int | None = None) -> list[tupl
         policies, states, extra = _budget_headers(decision)
         policy, state = b"%s, %s" % (policy, policies), b"%s, %s" % (state, states)
     headers = [
-        (b"x-ratelimit-limit", str(quota.limit).encode()),
+        (b"x-ratelimit-limit", b"%d" % quota.limit),
         (b"x-ratelimit-remaining", remaining),
-        (b"x-ratelimit-reset", str(math.ceil(time.time() + quota.reset_after)).encode()),
+        (b"x-ratelimit-reset", b"%d" % math.ceil(time.time() + quota.reset_after)),
         (b"ratelimit-policy", policy),
         (b"ratelimit", state),
         *extra,

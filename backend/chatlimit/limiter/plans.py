@@ -117,13 +117,16 @@ def shown_limit(plan: Plan, verdict: Verdict, peek: bool) -> int:
     own tightest limit. An address's ceiling is shown once it refuses (or, for a peek,
     is used up), never while it merely has less left than the caller's own limit."""
     quotas = verdict.quotas
+    own = plan.own
+    if verdict.failed is None and len(own) == 1 and all(q.remaining for q in quotas):
+        return own[0]  # the hot path: nothing refuses, one limit of the caller's own
     exhausted = [i for i, q in enumerate(quotas)
                  if q.remaining == 0 and (peek or not plan.ceiling[i])]
     if verdict.failed is not None:
         exhausted = sorted({verdict.failed, *exhausted})
     if exhausted:
         return max(exhausted, key=lambda i: quotas[i].reset_after)
-    own = [i for i in plan.own if i < len(quotas)] or [0]
-    if len(own) == 1:
-        return own[0]
-    return min(own, key=lambda i: (quotas[i].remaining, -quotas[i].reset_after))
+    candidates = [i for i in own if i < len(quotas)] or [0]
+    if len(candidates) == 1:
+        return candidates[0]
+    return min(candidates, key=lambda i: (quotas[i].remaining, -quotas[i].reset_after))

@@ -38,7 +38,9 @@ async def _call(func: Callable[..., Any], *args: Any) -> Any:
 async def identity_of(key_func: Callable[..., Any], request: Request) -> str:
     """slowapi's rule: the key function gets the request if it has a `request` parameter."""
     value = key_func(request) if "request" in parameters(key_func) else key_func()
-    if inspect.isawaitable(value):  # on the hot path: no coroutine of our own for a sync one
+    if type(value) is str:  # the hot path: a sync key function's answer, nothing to await
+        return value
+    if inspect.isawaitable(value):
         value = await value
     return value if isinstance(value, str) else str(value)
 
