@@ -4,17 +4,23 @@ uvicorn process. FAIL_MODE=open keeps limiting per replica and says so; FAIL_MOD
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvloop
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatlimit.limiter.headers import DEGRADED_HEADER
+from chatlimit.storage.lean_redis import LeanRedis
 from chatlimit.tools.processes import MissingBinary, RedisServer
+from chatlimit.uri import parse_storage_uri
 
 from ..support import STRATEGIES, ClientFactory, ServedApp, missing
 from ..traffic import chat, send
@@ -146,6 +152,40 @@ def test_a_frozen_redis_never_stalls_health_info_or_the_page(
         record_property("recovery_seconds_after_sigcont", round(recovery, 2))
         print(f"recovery after SIGCONT: {recovery:.2f}s")
     assert_clean_log(app)
+
+
+def test_a_busy_event_loop_is_not_a_silent_redis(redis_url: str) -> None:
+    # A thousand streams opened at once keep the event loop busy for longer than the socket
+    # timeout between queueing a command and writing it (the write waits for the next turn
+    # of the loop): only Redis's own silence, counted from the write, is a timeout.
+    async def late() -> Any:
+        client = LeanRedis.from_location(parse_storage_uri(redis_url), connect_timeout=1,
+                                         socket_timeout=0.1)
+        assert client is not None and await client.ping()
+        answer = asyncio.ensure_future(client.execute("PING"))  # queued in this turn...
+        asyncio.get_running_loop().call_soon(time.sleep, 0.5)  # ...then five timeouts of work
+        try:
+            return await answer
+        finally:
+            await client.aclose()
+
+    assert uvloop.run(late()) == b"PONG"
+
+
+def test_a_frozen_redis_is_still_a_timeout(own_redis: RedisServer) -> None:
+    async def frozen() -> Any:
+        client = LeanRedis.from_location(parse_storage_uri(own_redis.url), connect_timeout=1,
+                                         socket_timeout=0.1)
+        assert client is not None and await client.ping()
+        own_redis.process.signal(signal.SIGSTOP)
+        try:
+            return await client.execute("PING")
+        finally:
+            own_redis.process.signal(signal.SIGCONT)
+            await client.aclose()
+
+    with pytest.raises(RedisTimeoutError):
+        uvloop.run(frozen())
 
 
 def test_client_pause_degrades_quickly_and_recovers(tmp_path: Path, own_redis: RedisServer) -> None:

@@ -10,9 +10,14 @@ order), parsed by hiredis. Each request still makes exactly one round trip of it
 Used for plain `redis://` and `redis+unix://` URIs only; TLS, Sentinel and Cluster keep
 redis-py (storage/redis_clients.py). It raises redis-py's exception types, so callers handle
 both clients alike. Waits are bounded as in redis-py: the connect timeout, then the socket
-timeout per command. A command that times out closes the connection and fails every command
-in flight on it: after a missed reply the order of the rest can no longer be trusted.
-A command is never re-sent once written, so a lost reply can never count a request twice.
+timeout, which measures Redis's silence, not this process's own delays: it runs from the
+write (which waits for the loop's next turn: under a burst of a thousand streams that turn
+came later than the timeout, and the replica read its own busy loop as an outage), and it
+waits on while Redis is still answering the commands ahead. So a frozen Redis is given up on
+within two socket timeouts.
+A command that times out closes the connection and fails every command in flight on it:
+after a missed reply the order of the rest can no longer be trusted. A command is never
+re-sent once written, so a lost reply can never count a request twice.
 """
 
 from __future__ import annotations
@@ -33,29 +38,50 @@ from ..uri import StorageLocation
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self.reader = hiredis.Reader()
         self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.pending: list[bytes] = []  # commands written in this loop iteration, sent together
+        self.last: asyncio.Future[Any] | None = None  # the waiter of the last pending command
+        self.loop = asyncio.get_running_loop()
+        self.timeout = timeout
+        self.heard = 0.0  # loop time of Redis's last answer
 
-    def queue(self, loop: asyncio.AbstractEventLoop, command: bytes) -> None:
+    def queue(self, command: bytes, waiter: asyncio.Future[Any]) -> None:
         # Requests that arrive together (one read of many HTTP requests) share one write to
         # Redis: fewer system calls here, fewer reads in Redis. Order is kept.
+        if self.closed:
+            waiter.set_exception(RedisConnectionError("connection closed"))
+            return
         if not self.pending:
-            loop.call_soon(self.flush)
+            self.loop.call_soon(self.flush)
         self.pending.append(command)
+        self.waiters.append(waiter)
+        self.last = waiter
 
     def flush(self) -> None:
-        if self.pending and not self.closed and self.transport is not None:
+        if self.pending and not self.closed and self.transport is not None and \
+                self.last is not None:
             self.transport.write(b"".join(self.pending))
+            # One timer per write: replies come in order, so the last one answers for all.
+            self.loop.call_later(self.timeout, self.expire, self.last)
         self.pending.clear()
+
+    def expire(self, waiter: asyncio.Future[Any]) -> None:
+        if waiter.done() or self.closed:
+            return
+        if self.loop.time() - self.heard < self.timeout:  # answering the commands ahead
+            self.loop.call_later(self.timeout, self.expire, waiter)
+            return
+        self.fail(RedisTimeoutError("Timeout reading from Redis"))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        self.heard = self.loop.time()
         self.reader.feed(data)
         try:
             while (reply := self.reader.gets()) is not False:
@@ -152,26 +178,15 @@ class LeanRedis:
         self._protocol = None
 
     async def _send(self, protocol: _Protocol, command: Sequence[Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Any] = loop.create_future()
-        protocol.queue(loop, hiredis.pack_command(tuple(command)))
-        protocol.waiters.append(waiter)
-        timer = loop.call_later(self.socket_timeout, self._expire, protocol, waiter)
-        try:
-            reply = await waiter
-        finally:
-            timer.cancel()
+        waiter: asyncio.Future[Any] = protocol.loop.create_future()
+        protocol.queue(hiredis.pack_command(tuple(command)), waiter)
+        reply = await waiter
         if isinstance(reply, hiredis.ReplyError):
             message = str(reply)
             raise (
                 NoScriptError(message) if message.startswith("NOSCRIPT") else ResponseError(message)
             )
         return reply
-
-    @staticmethod
-    def _expire(protocol: _Protocol, waiter: asyncio.Future[Any]) -> None:
-        if not waiter.done():
-            protocol.fail(RedisTimeoutError("Timeout reading from Redis"))
 
     async def _connection(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -196,12 +211,15 @@ class LeanRedis:
         self._connecting.set_result(protocol)
         return protocol
 
+    def _protocol_factory(self) -> _Protocol:
+        return _Protocol(self.socket_timeout)
+
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         try:
             if self.path is not None:
-                opening = loop.create_unix_connection(_Protocol, self.path)
+                opening = loop.create_unix_connection(self._protocol_factory, self.path)
             else:
-                opening = loop.create_connection(_Protocol, self.host, self.port)
+                opening = loop.create_connection(self._protocol_factory, self.host, self.port)
             transport, protocol = await asyncio.wait_for(opening, self.connect_timeout)
             protocol.transport = transport  # uvloop may call connection_made only later
         except (TimeoutError, OSError) as exc:
