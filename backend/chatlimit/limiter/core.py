@@ -259,14 +259,20 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 decision = await self.check_request(request, name)
                 state["_rate_limiting_complete"] = True
             response = kwargs.get("response")
+            pairs = None
             if decision is not None and isinstance(response, Response):
                 # Before the route runs, so that a streamed answer has them before its first
                 # byte; appended raw, since a fresh response holds none of them.
-                response.raw_headers.extend(self.header_pairs(decision))
+                pairs = self.header_pairs(decision)
+                response.raw_headers.extend(pairs)
             answer = await call(*args, **kwargs)
             if decision is not None and self._headers_enabled:
                 if isinstance(answer, Response):
-                    self._inject_headers(answer, decision)
+                    # Unless the route passed them on (a streamed reply), or owes a 429 its
+                    # Retry-After.
+                    if not (pairs and pairs[0] in answer.raw_headers and
+                            answer.status_code != 429):
+                        self._inject_headers(answer, decision)
                 elif not isinstance(response, Response):
                     raise Exception("parameter `response` must be an instance of "
                                     "starlette.responses.Response")
@@ -392,9 +398,8 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 [*costs, *([ask.tokens if ask else 1] * len(budget_keys))],
                 peek=peek, lease=lease)
             n = len(keys)
-            verdict = replace(whole, quotas=whole.quotas[:n], windows=whole.windows[:n],
-                              failed=whole.failed if whole.failed is None or
-                              whole.failed < n else None)
+            verdict = Verdict(whole.quotas[:n], whole.failed if whole.failed is None or
+                              whole.failed < n else None, whole.windows[:n], whole.streams)
         if not peek:  # the observer hook: one call per decision (metrics, stats, refusal log)
             failed = whole.failed
             if budget is None:
