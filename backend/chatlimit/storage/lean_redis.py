@@ -44,7 +44,8 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.pending: list[bytes] = []  # commands written in this loop iteration, sent together
-        self.last: asyncio.Future[Any] | None = None  # the waiter of the last pending command
+        self.queued = 0  # commands queued on this connection, and replies read: the n-th
+        self.answered = 0  # reply answers the n-th command
         self.loop = asyncio.get_running_loop()
         self.timeout = timeout
         self.heard = 0.0  # loop time of Redis's last answer
@@ -59,21 +60,21 @@ class _Protocol(asyncio.Protocol):
             self.loop.call_soon(self.flush)
         self.pending.append(command)
         self.waiters.append(waiter)
-        self.last = waiter
+        self.queued += 1
 
     def flush(self) -> None:
-        if self.pending and not self.closed and self.transport is not None and \
-                self.last is not None:
+        if self.pending and not self.closed and self.transport is not None:
             self.transport.write(b"".join(self.pending))
-            # One timer per write: replies come in order, so the last one answers for all.
-            self.loop.call_later(self.timeout, self.expire, self.last)
+            # One timer per write: replies come in order, so its last reply answers for all
+            # (counted, not looked up on a waiter: a cancelled request's waiter is done early).
+            self.loop.call_later(self.timeout, self.expire, self.queued)
         self.pending.clear()
 
-    def expire(self, waiter: asyncio.Future[Any]) -> None:
-        if waiter.done() or self.closed:
+    def expire(self, until: int) -> None:
+        if self.answered >= until or self.closed:
             return
         if self.loop.time() - self.heard < self.timeout:  # answering the commands ahead
-            self.loop.call_later(self.timeout, self.expire, waiter)
+            self.loop.call_later(self.timeout, self.expire, until)
             return
         self.fail(RedisTimeoutError("Timeout reading from Redis"))
 
@@ -85,6 +86,7 @@ class _Protocol(asyncio.Protocol):
         self.reader.feed(data)
         try:
             while (reply := self.reader.gets()) is not False:
+                self.answered += 1
                 if self.waiters:
                     waiter = self.waiters.popleft()
                     if not waiter.done():
