@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from chatlimit.tools.bench.curves import summarise_streams, summarise_users
-from chatlimit.tools.bench.report import summarise
+from chatlimit.tools.bench.report import summarise, write
 from chatlimit.tools.bench.targets import evaluate
 
 
@@ -70,3 +72,18 @@ def test_streaming_is_judged_against_limiter_off_in_the_same_round() -> None:
     judged = {t["what"]: t["met"] for t in evaluate({"summary": [], "streams": streams})}
     assert judged == {"TTFT p50 ÷ limiter off": True, "TTFT p99 ÷ limiter off": True,
                       "tokens/s, limiter off ÷ on": True, "storage calls per reply": True}
+
+
+def test_the_checked_in_report_is_what_the_code_renders_from_its_raw_run(
+        tmp_path: Path) -> None:
+    # docs/benchmarks.md is regenerated from docs/benchmarks.json, charts included: a change to
+    # the report's text or figures shows up here until the docs are written again.
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    written = {p.name: p for p in write(json.loads((docs / "benchmarks.json").read_text()),
+                                        tmp_path)}
+    assert {"benchmarks.png", "benchmarks-users.png", "benchmarks-streams.png"} <= set(written)
+    assert written["benchmarks-streams.png"].read_bytes().startswith(b"\x89PNG")
+    rendered = written["benchmarks.md"].read_text()
+    assert "(benchmarks-streams.png)" in rendered and "(benchmarks-users.png)" in rendered
+    assert rendered == (docs / "benchmarks.md").read_text()
+

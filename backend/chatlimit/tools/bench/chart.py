@@ -1,11 +1,12 @@
-"""The bench's chart: throughput ratios with the targets, and latency, per variant (PNG)."""
+"""The bench's charts (PNG): throughput ratios and latency per variant, cost against users,
+and streamed replies with the limiter off and on."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from .targets import THROUGHPUT, USERS_FLAT
+from .targets import STREAM_FACTOR, THROUGHPUT, USERS_FLAT
 
 
 def _pyplot() -> Any:
@@ -48,6 +49,52 @@ def users_png(report: dict[str, Any], path: Path) -> Path | None:
         axis.legend(fontsize=8)
     left.set_title("Throughput against users")
     right.set_title("CPU per request against users")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def streams_png(report: dict[str, Any], path: Path) -> Path | None:
+    """Per number of concurrent streams: time to first token with the limiter on ÷ off (p50
+    and p99, same round, with the target), and app CPU per reply, off beside on."""
+    plt = _pyplot()
+    rows = (report.get("streams") or {}).get("summary")
+    if plt is None or not rows:
+        return None
+    counts = sorted({r["streams"] for r in rows})
+    variants = list(dict.fromkeys(r["variant"] for r in rows))  # off first, as measured
+    limited = [r for r in rows if r["variant"] != variants[0]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for i, (key, label, colour) in enumerate((("ttft_p50_ratio", "TTFT p50", "#4c72b0"),
+                                              ("ttft_p99_ratio", "TTFT p99", "#dd8452"))):
+        mine = sorted(limited, key=lambda r: r["streams"])
+        xs = [counts.index(r["streams"]) + i * 0.4 for r in mine]
+        values = [r[key] or 0 for r in mine]
+        left.bar(xs, values, 0.4, color=colour, label=label,
+                 yerr=[[max(0.0, v - (r[f"{key}_min"] or v)) for v, r in zip(values, mine,
+                                                                               strict=True)],
+                       [max(0.0, (r[f"{key}_max"] or v) - v) for v, r in zip(values, mine,
+                                                                              strict=True)]],
+                 capsize=4)
+    left.axhline(STREAM_FACTOR, color="#c44e52", linestyle="--", linewidth=1,
+                 label=f"target {STREAM_FACTOR}")
+    left.set_xticks([j + 0.2 for j in range(len(counts))], [f"{c:,} streams" for c in counts])
+    left.set_ylabel("limiter on ÷ off, same round (median, min-max)")
+    left.set_title("Time to first token")
+    width = 0.8 / len(variants)
+    for i, (name, colour) in enumerate(zip(variants, ("#4c72b0", "#c44e52", "#55a868"),
+                                           strict=False)):
+        by_count = {r["streams"]: r for r in rows if r["variant"] == name}
+        right.bar([j + i * width for j, c in enumerate(counts) if c in by_count],
+                  [by_count[c]["app_cpu_ms_per_reply"] or 0 for c in counts if c in by_count],
+                  width, color=colour, label=name)
+    right.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(counts))],
+                     [f"{c:,} streams" for c in counts])
+    right.set_ylabel("app CPU ms per reply (median)")
+    right.set_title("CPU per streamed reply")
+    for axis in (left, right):
+        axis.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

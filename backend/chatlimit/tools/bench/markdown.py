@@ -6,7 +6,7 @@ from typing import Any
 
 
 def markdown(report: dict[str, Any], table: str, targets: str, chart: bool,
-             users_chart: bool = False) -> str:
+             users_chart: bool = False, streams_chart: bool = False) -> str:
     config, m = report["config"], report["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
     kind = "a quick smoke run (`--quick`): too short to quote" if config["quick"] else "a full run"
@@ -26,7 +26,7 @@ def markdown(report: dict[str, Any], table: str, targets: str, chart: bool,
         )
     met = sum(1 for t in report["targets"] if t["met"])
     verdict = f"{met} of {len(report['targets'])} targets met" if report["targets"] else ""
-    extra = sections(report, users_chart)
+    extra = sections(report, users_chart, streams_chart)
     return f"""# Benchmarks
 
 Written by `chatlimit bench` ({kind}) on {m["date"]}. Regenerate with `make bench` or
@@ -110,7 +110,7 @@ through FastAPI on one worker, so the fair comparison is the time the limiter *a
 """
 
 
-def sections(report: dict[str, Any], users_chart: bool) -> str:
+def sections(report: dict[str, Any], users_chart: bool, streams_chart: bool = False) -> str:
     from .curves import bytes_table, ceiling_table, streams_table, users_table
 
     out = []
@@ -185,12 +185,14 @@ connection its own user: 100 streams ask for two replies each, 1,000 for one. Th
 separate process (`tools/bench/stream.py`) on the same cores. TTFT is from sending the request
 to the first `delta` event; tokens/s is each reply's own rate after its first token. Storage
 calls are counted by Redis (`CONFIG RESETSTAT`, then `INFO commandstats` once every reply has
-ended) and divided by replies: below one means some admissions never reached Redis, because a
-call that outlives `REDIS_SOCKET_TIMEOUT` (0.25 s) makes the breaker count in the replica's
-memory for a while (fail open, the default), which a starved machine shows at a thousand
-streams opened at once. Ratios are to limiter off in the same round.
+ended) and divided by replies: below two means some admissions never reached Redis, because
+Redis stayed silent past `REDIS_SOCKET_TIMEOUT` (0.25 s, counted from the write) and the
+breaker counted in the replica's memory for a while (fail open, the default). Ratios are to
+limiter off in the same round.
 
 {streams_table(streams)}
+{"![Time to first token and CPU per reply, limiter off and on](benchmarks-streams.png)"
+ if streams_chart else ""}
 """)
     ceiling = report.get("ceiling")
     if ceiling:

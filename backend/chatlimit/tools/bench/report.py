@@ -223,7 +223,7 @@ def targets_table(report: dict[str, Any]) -> str:
 
 
 def write(report: dict[str, Any], out: Path) -> list[Path]:
-    from .chart import chart_png, users_png
+    from .chart import chart_png, streams_png, users_png
     from .markdown import markdown
 
     out.mkdir(parents=True, exist_ok=True)
@@ -231,6 +231,7 @@ def write(report: dict[str, Any], out: Path) -> list[Path]:
     paths[0].write_text(json.dumps(report, indent=2) + "\n")
     chart = chart_png(report, out / "benchmarks.png")
     users = users_png(report, out / "benchmarks-users.png")
+    streams = streams_png(report, out / "benchmarks-streams.png")
     paths[1].write_text(markdown(report, table(report), targets_table(report), chart is not None,
-                                 users is not None))
-    return [*paths, *[p for p in (chart, users) if p]]
+                                 users is not None, streams is not None))
+    return [*paths, *[p for p in (chart, users, streams) if p]]
