@@ -278,11 +278,10 @@ class MemoryCounter:
         if allowed and not peek:
             current += cost
             weighted += cost
-            if state is None or start != state[0]:
-                if state is not None and start == now:  # its old windows had both ended
-                    del table[key]
-                elif state is None:
-                    self._keys += 1
+            if state is None:
+                self._keys += 1
+            elif state[0] + 2 * window <= now:  # both its windows had ended: in again, last
+                del table[key]
             table[key] = (start, current, previous, start + 2 * window)
         reset = 0.0
         if allowed:

@@ -64,11 +64,10 @@ def streams_png(report: dict[str, Any], path: Path) -> Path | None:
         return None
     counts = sorted({r["streams"] for r in rows})
     variants = list(dict.fromkeys(r["variant"] for r in rows))  # off first, as measured
-    limited = [r for r in rows if r["variant"] != variants[0]]
+    mine = sorted((r for r in rows if r["variant"] != variants[0]), key=lambda r: r["streams"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
     for i, (key, label, colour) in enumerate((("ttft_p50_ratio", "TTFT p50", "#4c72b0"),
                                               ("ttft_p99_ratio", "TTFT p99", "#dd8452"))):
-        mine = sorted(limited, key=lambda r: r["streams"])
         xs = [counts.index(r["streams"]) + i * 0.4 for r in mine]
         values = [r[key] or 0 for r in mine]
         left.bar(xs, values, 0.4, color=colour, label=label,
