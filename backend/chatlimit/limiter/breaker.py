@@ -51,23 +51,27 @@ class Breaker:
     ) -> tuple[Verdict, bool]:
         """The storage's verdict and False, or the fallback's and True (degraded)."""
         now = time.monotonic()
-        shard = self.counter.shard(keys[0])  # one script's keys share one slot
-        down = shard in self._down
-        if not down or now >= self._down[shard]:
-            if down:
+        down = self._down
+        # Which shard the keys live on matters only while one is down (one script's keys
+        # share one slot): the usual answer costs nothing to find.
+        shard = self.counter.shard(keys[0]) if down else ""
+        retry_at = down.get(shard) if down else None
+        if retry_at is None or now >= retry_at:
+            if retry_at is not None:
                 # One probe at a time: requests arriving while it waits on a hung Redis go
                 # straight to the fail mode instead of each waiting out the socket timeout.
-                self._down[shard] = now + STORAGE_RETRY_SECONDS
+                down[shard] = now + STORAGE_RETRY_SECONDS
             try:
                 if peek:
                     verdict = await self.counter.peek(keys, items, lease)
                 else:
                     verdict = await self.counter.hit(keys, items, costs, lease)
             except StorageUnavailable as exc:
+                shard = self.counter.shard(keys[0])
                 # The storages name the exception they met (TimeoutError, ConnectionError...).
                 self.observer.storage_call("timeout" if "Timeout" in str(exc) else "error",
                                            time.monotonic() - now)
-                if not self._down:
+                if not down:
                     self.observer.degraded(True)
                     log.warning(
                         "rate-limit storage unreachable (%s): %s", exc,
@@ -76,12 +80,12 @@ class Breaker:
                         else "failing closed with 503",
                         extra={"event": "storage_unreachable"},
                     )
-                self._down[shard] = time.monotonic() + STORAGE_RETRY_SECONDS
+                down[shard] = time.monotonic() + STORAGE_RETRY_SECONDS
             else:
                 self.observer.storage_call("ok", time.monotonic() - now)
-                if self._down:  # an answer also proves the storage as a whole ("") reachable
-                    recovered = [self._down.pop(s, None) for s in {shard, ""}]
-                    if any(r is not None for r in recovered) and not self._down:
+                if down:  # an answer also proves the storage as a whole ("") reachable
+                    recovered = [down.pop(s, None) for s in {shard, ""}]
+                    if any(r is not None for r in recovered) and not down:
                         self.observer.degraded(False)
                         log.warning("rate-limit storage reachable again: shared limiting "
                                     "resumed", extra={"event": "storage_reachable"})

@@ -38,8 +38,8 @@ from ..uri import parse_storage_uri
 from .breaker import Breaker
 from .budget import Ask, Standing, TokenBudget, ask_of, standing
 from .keys import key_for
-from .plans import Fixed, Plan, Plans, shown_limit
-from .rules import LimitValue, Rule, charges, identity_of
+from .plans import Plan, Plans, shown_limit
+from .rules import LimitValue, Rule, charges, settle_identity
 from .slowapi_surface import SlowapiSurface
 
 # Handed to stock slowapi (RATE_LIMIT_ENGINE=slowapi) so that it reads no .env file.
@@ -59,6 +59,9 @@ class Decision:
     degraded: bool  # counted by the fail-open fallback, not the shared storage
     shadow: bool = False  # refused by the limit, let through (RATE_LIMIT_MODE=shadow)
     budget: Standing | None = None  # tokens and stream slots, where the route has a budget
+    # RateLimit-Policy and the start of the RateLimit item, encoded once per plan (headers.py
+    # builds them when absent).
+    head: tuple[bytes, bytes] | None = None
 
     @property
     def allowed(self) -> bool:
@@ -310,22 +313,41 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         """Count the request against every limit in force for the route `name` (see
         route_name), in one storage call; raise RateLimitExceeded if one refuses. None when
         nothing limits it. `in_middleware`: the application limits apply too."""
-        if not self.enabled or name in self._exempt_routes or \
-                any(f() for f in self._request_filters):
+        if not self.enabled or name in self._exempt_routes or (
+                self._request_filters and any(f() for f in self._request_filters)):
             return None
         state = request_state(request)
         in_middleware = in_middleware or state.get("_chatlimit_app_limits", False)
-        rules = self._rules_for(name, in_middleware)
-        if not rules:
-            return None
         endpoint_key = request.scope["path"] if self._key_style == "url" else \
             self._scopes.get(name, name)
-        fixed = self.plans.fixed(name, in_middleware, endpoint_key, rules)
-        identities = await self._identities(fixed, request) if fixed is not None else None
+        key = (name, in_middleware, endpoint_key)
+        try:
+            fixed = self.plans.known[key]
+        except KeyError:
+            rules = self._rules_for(name, in_middleware)
+            if not rules:
+                return None
+            fixed = self.plans.fixed(key, rules)
+        identities = None
+        if fixed is not None:
+            # The hot path: each key function asked once, called directly (no coroutine
+            # unless it answers one). An empty identity skips its limit, as slowapi does: the
+            # slow path below does that.
+            asked = []
+            for key_func, with_request in fixed.callers:
+                identity = key_func(request) if with_request else key_func()
+                if type(identity) is not str:
+                    identity = await settle_identity(identity)
+                if not identity:
+                    break
+                asked.append(identity)
+            else:
+                identities = [asked[i] for i in fixed.slots]
         if fixed is not None and identities is not None:
             plan, limits, costs = fixed.plan, fixed.limits, fixed.costs
         else:  # dynamic limits, exemptions, callable costs: resolved for this request
-            found = await charges(rules, request, endpoint_key, {})
+            found = await charges(self._rules_for(name, in_middleware), request, endpoint_key,
+                                  {})
             if not found:
                 return None
             plan = self.plans.of(found)
@@ -334,7 +356,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             costs = tuple(c.cost for c in found)
         budget = self._budgets.get(name)
         decision = await self._count(request, plan, identities, costs, peek=peek, budget=budget)
-        if peek or decision.allowed:
+        if peek or decision.verdict.failed is None:
             return decision
         if self.shadow:  # counted and reported (observer, header), never refused
             decision = state["rate_limit"] = state["view_rate_limit"] = replace(
@@ -347,21 +369,6 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 budget.streams_limit if decision.verdict.refused_streams and
                 budget.streams_limit else budget.limits[failed - len(limits)])
         raise RateLimitExceeded(limits[failed])
-
-    @staticmethod
-    async def _identities(fixed: Fixed, request: Request) -> list[str] | None:
-        """Each limit's identity, a key function asked once; None if one is empty (slowapi
-        then skips that limit: the slow path does)."""
-        known: dict[Callable[..., Any], str] = {}
-        identities = []
-        for key_func in fixed.key_funcs:
-            identity = known.get(key_func)
-            if identity is None:
-                identity = known[key_func] = await identity_of(key_func, request)
-                if not identity:
-                    return None
-            identities.append(identity)
-        return identities
 
     async def check(self, request: Request, name: str) -> Decision | None:
         """Count this request against the route `name`'s limits (see check_request)."""
@@ -419,6 +426,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             degraded=degraded,
             budget=None if budget is None else standing(
                 budget, whole, len(keys), ask, budget_keys, lease, peek=peek, degraded=degraded),
+            head=plan.heads[shown] if plan.heads else None,
         )
         # view_rate_limit: where slowapi's own exception handler and middlewares look.
         state = request_state(request)

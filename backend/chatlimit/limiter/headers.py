@@ -84,9 +84,12 @@ def raw_headers(decision: Decision, retry_after: int | None = None) -> list[tupl
     slowapi and GitHub; the draft's RateLimit t= is seconds from now."""
     quota = decision.quota
     remaining = b"%d" % quota.remaining
-    policy = decision.policy.encode("latin-1")
-    state = b'"%s";r=%s;t=%d' % (
-        policy_name(decision.item).encode(), remaining, ceil_seconds(quota.reset_after))
+    head = decision.head
+    if head is None:
+        head = (decision.policy.encode("latin-1"),
+                f'"{policy_name(decision.item)}";r='.encode("latin-1"))
+    policy = head[0]
+    state = b"%s%s;t=%d" % (head[1], remaining, ceil_seconds(quota.reset_after))
     extra: list[tuple[bytes, bytes]] = []
     if decision.budget is not None:
         policies, states, extra = _budget_headers(decision)

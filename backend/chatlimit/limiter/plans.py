@@ -9,7 +9,7 @@ Both are cached and bounded: dynamic limits and URL scopes make new sets.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from limits import RateLimitItem
@@ -17,9 +17,9 @@ from slowapi.wrappers import Limit
 
 from ..observe import Observer
 from ..storage import Verdict
-from .headers import policy_header
+from .headers import policy_header, policy_name
 from .keys import key_suffix
-from .rules import Charge, Rule
+from .rules import Charge, Rule, parameters
 
 CACHE_BOUND = 4096
 
@@ -33,6 +33,8 @@ class Plan:
     ceiling: tuple[bool, ...]  # which limits are per-address ceilings
     policies: tuple[str, ...]  # RateLimit-Policy when limit i is the one shown
     own: tuple[int, ...]  # indices of the caller's own limits
+    # Per limit, encoded once: its RateLimit-Policy and the start of its RateLimit item.
+    heads: tuple[tuple[bytes, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,13 @@ class Fixed:
     limits: tuple[Limit, ...]
     key_funcs: tuple[Callable[..., Any], ...]  # per limit
     costs: tuple[int, ...]
+    # Each distinct key function once, with whether slowapi passes it the request, and per
+    # limit the index of its key function there: one call per key function per request.
+    callers: tuple[tuple[Callable[..., Any], bool], ...] = ()
+    slots: tuple[int, ...] = ()
+
+
+FixedKey = tuple[str, bool, str]  # route name, under a middleware, endpoint key
 
 
 class Plans:
@@ -52,31 +61,33 @@ class Plans:
         self.observer = observer
         self._suffixes: dict[tuple[str, RateLimitItem], str] = {}
         self._plans: dict[tuple[tuple[RateLimitItem, str, bool], ...], Plan] = {}
-        self._fixed: dict[tuple[str, bool, str], Fixed | None] = {}
+        # Read by the hot path first: a known route costs one dict lookup.
+        self.known: dict[FixedKey, Fixed | None] = {}
 
     def forget(self) -> None:
         """A decorator added limits to a route: its fixed plans are stale."""
-        self._fixed.clear()
+        self.known.clear()
 
-    def fixed(
-        self, name: str, in_middleware: bool, endpoint_key: str, rules: Sequence[Rule]
-    ) -> Fixed | None:
+    def fixed(self, key: FixedKey, rules: Sequence[Rule]) -> Fixed | None:
         """The fixed plan of a route's limits at this endpoint key, None when some limit needs
         the request (a dynamic limit, an exemption, a callable cost or scope, per_method)."""
-        key = (name, in_middleware, endpoint_key)
-        if key in self._fixed:
-            return self._fixed[key]
+        if key in self.known:
+            return self.known[key]
+        endpoint_key = key[2]
         fixed = None
         if all(rule.plain for rule in rules):
             ordered = sorted(rules, key=lambda r: r.ceiling)  # stable: ceilings last
             found = [Charge(lim, "", rule.scope_for(endpoint_key, None), int(rule.cost),  # type: ignore[arg-type]
                             rule.ceiling) for rule in ordered for lim in rule.static]
-            fixed = Fixed(self.of(found), tuple(c.limit for c in found),
-                           tuple(r.key_func for r in ordered for _ in r.static),
-                           tuple(c.cost for c in found)) if found else None
-        if len(self._fixed) > CACHE_BOUND:  # URL key style: one per path; stay bounded
-            self._fixed.clear()
-        self._fixed[key] = fixed
+            key_funcs = tuple(r.key_func for r in ordered for _ in r.static)
+            distinct = list(dict.fromkeys(key_funcs))
+            fixed = Fixed(self.of(found), tuple(c.limit for c in found), key_funcs,
+                          tuple(c.cost for c in found),
+                          callers=tuple((f, "request" in parameters(f)) for f in distinct),
+                          slots=tuple(distinct.index(f) for f in key_funcs)) if found else None
+        if len(self.known) > CACHE_BOUND:  # URL key style: one per path; stay bounded
+            self.known.clear()
+        self.known[key] = fixed
         return fixed
 
     def of(self, found: Sequence[Charge]) -> Plan:
@@ -106,6 +117,9 @@ class Plans:
                                for item, c in zip(items, ceiling, strict=True)),
                 own=tuple(i for i, c in enumerate(ceiling) if not c) or (0,),
             )
+            plan = self._plans[signature] = replace(plan, heads=tuple(
+                (policy.encode("latin-1"), f'"{policy_name(item)}";r='.encode("latin-1"))
+                for policy, item in zip(plan.policies, items, strict=True)))
             self.observer.declare(plan.items, plan.ceiling)
         return plan
 
@@ -118,8 +132,12 @@ def shown_limit(plan: Plan, verdict: Verdict, peek: bool) -> int:
     is used up), never while it merely has less left than the caller's own limit."""
     quotas = verdict.quotas
     own = plan.own
-    if verdict.failed is None and len(own) == 1 and all(q.remaining for q in quotas):
-        return own[0]  # the hot path: nothing refuses, one limit of the caller's own
+    if verdict.failed is None and len(own) == 1:
+        for quota in quotas:  # a loop: all() over a generator costs twice as much
+            if not quota.remaining:
+                break
+        else:
+            return own[0]  # the hot path: nothing refuses, one limit of the caller's own
     exhausted = [i for i, q in enumerate(quotas)
                  if q.remaining == 0 and (peek or not plan.ceiling[i])]
     if verdict.failed is not None:

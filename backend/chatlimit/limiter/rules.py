@@ -40,6 +40,12 @@ async def identity_of(key_func: Callable[..., Any], request: Request) -> str:
     value = key_func(request) if "request" in parameters(key_func) else key_func()
     if type(value) is str:  # the hot path: a sync key function's answer, nothing to await
         return value
+    return await settle_identity(value)
+
+
+async def settle_identity(value: Any) -> str:
+    """A key function's answer that is not a plain str: awaited if it is awaitable (an async
+    key function), then made a str, as slowapi does."""
     if inspect.isawaitable(value):
         value = await value
     return value if isinstance(value, str) else str(value)

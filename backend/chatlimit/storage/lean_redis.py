@@ -160,10 +160,19 @@ class LeanRedis:
         sha = hashlib.sha1(source.encode()).hexdigest()
 
         async def script(keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
-            try:
-                return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
-            except NoScriptError:
+            # The hot path, one coroutine deep: the live connection's queue, then its reply.
+            protocol = self._protocol
+            if protocol is None or protocol.closed or self._loop is not protocol.loop:
+                protocol = await self._connection()
+            waiter = protocol.loop.create_future()
+            protocol.queue(hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args)),
+                           waiter)
+            reply = await waiter
+            if type(reply) is hiredis.ReplyError:
+                if not str(reply).startswith("NOSCRIPT"):
+                    raise ResponseError(str(reply))
                 return await self.execute("EVAL", source, len(keys), *keys, *args)
+            return reply
 
         return script
 

@@ -202,7 +202,7 @@ class MemoryCounter:
     def _step_fw(
         self, key: str, amount: int, window: float, cost: int, peek: bool, now: float
     ) -> tuple[Quota, bool, float]:
-        table = self._table(window)
+        table = self._tables.get(window) or self._table(window)
         entry = table.get(key)
         if entry is not None and entry[1] <= now:
             entry = None

@@ -70,12 +70,26 @@ class RedisCounter:
         self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
         lease: Lease | None = None,
     ) -> Verdict:
-        return await self._run(keys, items, costs, lease, peek=False)
+        # The hot path: arguments built and the script awaited here, no helper coroutines.
+        args: list[int | str] = [0, lease.limit, lease.id, int(lease.ttl * 1000)] if lease \
+            else [0, 0, "", 0]
+        for item, cost in zip(items, costs, strict=True):
+            args += [item.amount, int(item.get_expiry() * 1000), cost]
+        try:
+            reply = await self._script(keys=[lease.key, *keys] if lease else keys, args=args)
+        except self._errors as exc:
+            raise StorageUnavailable(type(exc).__name__) from None
+        return _verdict(reply, items, lease)
 
     async def peek(
         self, keys: Sequence[str], items: Sequence[RateLimitItem], lease: Lease | None = None
     ) -> Verdict:
-        return await self._run(keys, items, (1,) * len(keys), lease, peek=True)
+        args: list[int | str] = [1, lease.limit, lease.id, int(lease.ttl * 1000)] if lease \
+            else [1, 0, "", 0]
+        for item in items:
+            args += [item.amount, int(item.get_expiry() * 1000), 1]
+        reply = await self._call(self._script, [lease.key, *keys] if lease else list(keys), args)
+        return _verdict(reply, items, lease)
 
     async def settle(
         self, keys: Sequence[str], items: Sequence[RateLimitItem], windows: Sequence[float],
@@ -114,22 +128,17 @@ class RedisCounter:
         except self._errors as exc:
             raise StorageUnavailable(type(exc).__name__) from None
 
-    async def _run(
-        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
-        lease: Lease | None, *, peek: bool,
-    ) -> Verdict:
-        args: list[int | str] = [1 if peek else 0]
-        args += [lease.limit, lease.id, int(lease.ttl * 1000)] if lease else [0, "", 0]
-        for item, cost in zip(items, costs, strict=True):
-            args += [item.amount, int(item.get_expiry() * 1000), cost]
-        reply = await self._call(self._script, [lease.key, *keys] if lease else list(keys), args)
-        failed = int(reply[0])
-        quotas = tuple(
-            Quota(item.amount, int(reply[3 + 3 * i]), int(reply[4 + 3 * i]) / 1000)
-            for i, item in enumerate(items)
-        )
-        windows = tuple(float(reply[5 + 3 * i]) for i in range(len(items)))
-        streams = Quota(lease.limit, int(reply[1]), int(reply[2]) / 1000) if lease else None
-        return Verdict(quotas, failed - 1 if failed else None, windows, streams)
 
-
+def _verdict(reply: Sequence[Any], items: Sequence[RateLimitItem], lease: Lease | None) -> Verdict:
+    """admit.lua's answer: the limit that refused (1-based, 0 for none), the lease's free slots
+    and reset, then per limit its remaining, reset (ms) and the window it charged."""
+    failed = int(reply[0])
+    quotas = []
+    windows = []
+    at = 3
+    for item in items:  # a loop: tuple() over generators costs twice as much on every request
+        quotas.append(Quota(item.amount, int(reply[at]), int(reply[at + 1]) / 1000))
+        windows.append(float(reply[at + 2]))
+        at += 3
+    streams = Quota(lease.limit, int(reply[1]), int(reply[2]) / 1000) if lease else None
+    return Verdict(tuple(quotas), failed - 1 if failed else None, tuple(windows), streams)
