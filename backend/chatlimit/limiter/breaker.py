@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from limits import RateLimitItem
 
 from ..observe import Observer
-from ..storage import Counter, Lease, Quota, StorageUnavailable, Verdict
+from ..storage import Counter, Lease, MemoryCounter, Quota, StorageUnavailable, Verdict
 
 log = logging.getLogger("chatlimit.limiter")
 
@@ -61,11 +61,16 @@ class Breaker:
                 # One probe at a time: requests arriving while it waits on a hung Redis go
                 # straight to the fail mode instead of each waiting out the socket timeout.
                 down[shard] = now + STORAGE_RETRY_SECONDS
+            counter = self.counter
             try:
-                if peek:
-                    verdict = await self.counter.peek(keys, items, lease)
+                if type(counter) is MemoryCounter:
+                    # memory:// never waits: counted by a plain call, no coroutine per request
+                    # (not a subclass's, which may count differently in its hit()).
+                    verdict = counter.check(keys, items, costs, peek=peek, lease=lease)
+                elif peek:
+                    verdict = await counter.peek(keys, items, lease)
                 else:
-                    verdict = await self.counter.hit(keys, items, costs, lease)
+                    verdict = await counter.hit(keys, items, costs, lease)
             except StorageUnavailable as exc:
                 shard = self.counter.shard(keys[0])
                 # The storages name the exception they met (TimeoutError, ConnectionError...).

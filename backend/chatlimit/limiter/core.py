@@ -38,7 +38,7 @@ from ..uri import parse_storage_uri
 from .breaker import Breaker
 from .budget import Ask, Standing, TokenBudget, ask_of, standing
 from .keys import key_for
-from .plans import Plan, Plans, shown_limit
+from .plans import CACHE_BOUND, Plan, Plans, shown_limit
 from .rules import LimitValue, Rule, charges, settle_identity
 from .slowapi_surface import SlowapiSurface
 
@@ -328,7 +328,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             if not rules:
                 return None
             fixed = self.plans.fixed(key, rules)
-        identities = None
+        named = None
         if fixed is not None:
             # The hot path: each key function asked once, called directly (no coroutine
             # unless it answers one). An empty identity skips its limit, as slowapi does: the
@@ -342,9 +342,16 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                     break
                 asked.append(identity)
             else:
-                identities = [asked[i] for i in fixed.slots]
-        if fixed is not None and identities is not None:
+                who = tuple(asked)
+                named = fixed.named.get(who)
+                if named is None:
+                    if len(fixed.named) > CACHE_BOUND:
+                        fixed.named.clear()
+                    identities = tuple(asked[i] for i in fixed.slots)
+                    named = fixed.named[who] = (identities, self._keys(fixed.plan, identities))
+        if fixed is not None and named is not None:
             plan, limits, costs = fixed.plan, fixed.limits, fixed.costs
+            identities, keys = named
         else:  # dynamic limits, exemptions, callable costs: resolved for this request
             found = await charges(self._rules_for(name, in_middleware), request, endpoint_key,
                                   {})
@@ -352,10 +359,12 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 return None
             plan = self.plans.of(found)
             limits = tuple(c.limit for c in found)
-            identities = [c.identity for c in found]
+            identities = tuple(c.identity for c in found)
+            keys = self._keys(plan, identities)
             costs = tuple(c.cost for c in found)
         budget = self._budgets.get(name)
-        decision = await self._count(request, plan, identities, costs, peek=peek, budget=budget)
+        decision = await self._count(request, plan, identities, keys, costs, peek=peek,
+                                     budget=budget)
         if peek or decision.verdict.failed is None:
             return decision
         if self.shadow:  # counted and reported (observer, header), never refused
@@ -379,14 +388,16 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         nothing."""
         return await self.check_request(request, route_name(route), peek=True)
 
+    def _keys(self, plan: Plan, identities: Sequence[str]) -> tuple[str, ...]:
+        prefix = f"{self._key_prefix}:" if self._key_prefix else ""
+        return tuple(prefix + key_for(i, s) for i, s in zip(identities, plan.suffixes,
+                                                              strict=True))
+
     async def _count(
-        self, request: Request, plan: Plan, identities: Sequence[str], costs: Sequence[int],
-        *, peek: bool, budget: TokenBudget | None = None,
+        self, request: Request, plan: Plan, identities: Sequence[str], keys: Sequence[str],
+        costs: Sequence[int], *, peek: bool, budget: TokenBudget | None = None,
     ) -> Decision:
         prefix = self._key_prefix
-        keys = [key_for(i, s) for i, s in zip(identities, plan.suffixes, strict=True)]
-        if prefix:
-            keys = [f"{prefix}:{key}" for key in keys]
         # Each limit is charged its own cost, as slowapi does.
         user, ask, lease = "", None, None
         budget_keys: list[str] = []

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable, Sequence
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 from ..settings import IPNetwork
 
@@ -150,16 +151,29 @@ def _address_digest_of(peer: str | None, forwarded: tuple[str, ...], trust: Trus
     return hashed(client_group(client_address(peer, forwarded, trust)))
 
 
-def _address_digest(request: Request, trusted: Trust) -> str:
-    # Both key functions need it: worked out once per request, kept in the ASGI scope.
-    scope = request.scope
-    cached: str | None = scope.get("chatlimit.address")
-    if cached is None:
+@functools.lru_cache(maxsize=1024)
+def _user_identity(address: str, agent: str) -> str:
+    return f"{address}:{hashed(address, agent)}"
+
+
+def _who(scope: Scope, trusted: Trust) -> tuple[str, str]:
+    """The request's address digest and User-Agent. Both key functions need them: worked out
+    once per request, from one pass over the raw headers (Starlette's Headers lookups walk
+    them once per name), and kept in the ASGI scope."""
+    who: tuple[str, str] | None = scope.get("chatlimit.who")
+    if who is None:
+        agent = None
+        forwarded = []
+        for name, value in scope["headers"]:
+            if name == b"user-agent":
+                if agent is None:  # the first, as request.headers["user-agent"] reads it
+                    agent = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
         client = scope.get("client")
-        peer = client[0] if client else None
-        forwarded = tuple(request.headers.getlist("x-forwarded-for"))
-        cached = scope["chatlimit.address"] = _address_digest_of(peer, forwarded, trusted)
-    return cached
+        address = _address_digest_of(client[0] if client else None, tuple(forwarded), trusted)
+        who = scope["chatlimit.who"] = (address, agent or "")
+    return who
 
 
 def make_key_func(trusted: Sequence[IPNetwork]) -> Callable[[Request], str]:
@@ -171,8 +185,7 @@ def make_key_func(trusted: Sequence[IPNetwork]) -> Callable[[Request], str]:
     trust = Trust(trusted)
 
     def key_func(request: Request) -> str:
-        address = _address_digest(request, trust)
-        return f"{address}:{hashed(address, request.headers.get('user-agent', ''))}"
+        return _user_identity(*_who(request.scope, trust))
 
     return key_func
 
@@ -182,6 +195,6 @@ def make_address_key_func(trusted: Sequence[IPNetwork]) -> Callable[[Request], s
     trust = Trust(trusted)
 
     def address_key_func(request: Request) -> str:
-        return _address_digest(request, trust)
+        return _who(request.scope, trust)[0]
 
     return address_key_func

@@ -7,8 +7,6 @@ address's ceiling share one Redis Cluster slot and one script can count them tog
 
 from __future__ import annotations
 
-import functools
-
 from limits import RateLimitItem
 
 from ..strategies import strategy as lookup
@@ -20,7 +18,6 @@ def key_suffix(strategy: str, scope: str, item: RateLimitItem) -> str:
     return f"{tag}:{scope}:{item.amount}/{item.multiples}{item.GRANULARITY.name}"
 
 
-@functools.lru_cache(maxsize=4096)  # on every request; a user's keys repeat within a window
 def key_for(identity: str, suffix: str) -> str:
     """identity "address:user" -> chatlimit:{address}:user:<suffix>; "address" alone (the
     per-address ceiling) -> chatlimit:{address}:<suffix>."""

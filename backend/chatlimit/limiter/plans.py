@@ -9,7 +9,7 @@ Both are cached and bounded: dynamic limits and URL scopes make new sets.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from limits import RateLimitItem
@@ -50,6 +50,10 @@ class Fixed:
     # limit the index of its key function there: one call per key function per request.
     callers: tuple[tuple[Callable[..., Any], bool], ...] = ()
     slots: tuple[int, ...] = ()
+    # What the key functions answered -> each limit's identity and storage key: a client's
+    # next request finds its keys here (bounded: CACHE_BOUND clients, then it starts over).
+    named: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict)
 
 
 FixedKey = tuple[str, bool, str]  # route name, under a middleware, endpoint key

@@ -139,10 +139,11 @@ class MemoryCounter:
             streams = self._lease_state(lease, now, peek)
             if streams.remaining < 1 and not peek:
                 failed = len(keys)
-        for index, (key, item, cost) in enumerate(zip(keys, items, costs, strict=True)):
-            reading = peek or failed is not None
-            quota, allowed, window = self._step(
-                key, item.amount, item.get_expiry(), cost, reading, now
+        step = self._step
+        for index, key in enumerate(keys):
+            item = items[index]
+            quota, allowed, window = step(
+                key, item.amount, item.get_expiry(), costs[index], peek or failed is not None, now
             )
             quotas.append(quota)
             windows.append(window)
@@ -220,7 +221,8 @@ class MemoryCounter:
             expires = entry[1]
         count += cost
         table[key] = (count, expires)
-        return Quota(amount, max(0, int(amount - count)), expires - now), True, expires
+        # Whole numbers, and the charge fitted: what is left is never below zero.
+        return Quota(amount, amount - count, expires - now), True, expires
 
     def _settle_fw(self, key: str, window: float, since: float, delta: int, now: float) -> None:
         table = self._table(window)

@@ -166,7 +166,7 @@ def build_router(
         return ChatResponse(
             reply=reply.text,
             served_by=settings.instance_name,
-            quota=QuotaBody(**quota) if quota else None,
+            quota=quota,  # type: ignore[arg-type]  # validated into a QuotaBody, in Rust
             usage=UsageBody(**reply.settled_usage().as_dict()),
             tokens=TokensBody(**tokens) if tokens else None,
         )
