@@ -45,6 +45,23 @@ class Breaker:
         self._down: dict[str, float] = {}
         self._unsettled = False  # a settlement was given up; logged once until one succeeds
 
+    def count_now(
+        self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
+        *, peek: bool, lease: Lease | None = None,
+    ) -> Verdict | None:
+        """The verdict at once, where the storage never waits and is not failing (memory://,
+        not a subclass's, which may count differently in its hit()): the hot path needs no
+        coroutine then. None otherwise: ask count()."""
+        counter = self.counter
+        if type(counter) is not MemoryCounter or self._down:
+            return None
+        if self.observer.metrics is None:  # nothing records the call
+            return counter.check(keys, items, costs, peek=peek, lease=lease)
+        started = time.monotonic()
+        verdict = counter.check(keys, items, costs, peek=peek, lease=lease)
+        self.observer.storage_call("ok", time.monotonic() - started)
+        return verdict
+
     async def count(
         self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
         *, peek: bool, lease: Lease | None = None,

@@ -402,7 +402,11 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         user, ask, lease = "", None, None
         budget_keys: list[str] = []
         if budget is None:
-            verdict, degraded = await self.breaker.count(keys, plan.items, costs, peek=peek)
+            now = self.breaker.count_now(keys, plan.items, costs, peek=peek)
+            if now is not None:
+                verdict, degraded = now, False
+            else:
+                verdict, degraded = await self.breaker.count(keys, plan.items, costs, peek=peek)
             whole = verdict
         else:  # appended to the same call; budget.py says why in this order
             user = identities[plan.own[0]]
