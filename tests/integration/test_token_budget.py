@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
@@ -134,6 +135,28 @@ def test_max_streams_1_admits_a_new_stream_as_soon_as_the_previous_one_is_stoppe
 
         wait_until(admitted, timeout=3, interval=0.05, what="a stream slot after Stop")
         assert set(statuses) <= {HTTPStatus.OK, HTTPStatus.TOO_MANY_REQUESTS}
+
+
+def test_a_stream_that_outlasts_lease_ttl_keeps_its_slot_until_it_ends(
+    tmp_path: Path, model: ModelServer, storage_uri: str
+) -> None:
+    # LEASE_TTL=1: without the heartbeat the slot would be free again a second in; the story
+    # streams for about five (256 tokens, 20 ms apart).
+    with serve(tmp_path, model, STORAGE_URI=storage_uri, MAX_STREAMS="1",
+               LEASE_TTL="1") as app:
+        headers = {**SSE, **agent()}
+        with httpx.stream("POST", f"{app.url}/chat", json=STORY, headers=headers,
+                          timeout=10) as answer:
+            received = events(answer)
+            next(received)
+            started = time.monotonic()
+            while time.monotonic() - started < 2.5:  # two and a half TTLs of streaming
+                assert next(received)[0] == "delta"
+            refused = httpx.post(f"{app.url}/chat", json=STORY, headers=headers, timeout=10)
+            assert refused.status_code == HTTPStatus.TOO_MANY_REQUESTS
+            assert refused.json()["exceeded"] == "streams"
+        wait_until(lambda: quota(app, headers)["streams"]["free"] == 1, timeout=5,
+                   what="the slot, once the stream was closed")
 
 
 def test_a_thousand_streams_cancelled_mid_way_leave_no_lease_held(

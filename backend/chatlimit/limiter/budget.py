@@ -14,7 +14,7 @@ import itertools
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 from limits import RateLimitItem, parse
@@ -44,14 +44,23 @@ class Ask:
         return self.tokens - self.prompt
 
 
-# Lease ids: unique across replicas (a random prefix), across workers forked from one
-# process (the pid) and per reply (a counter): cheaper than a uuid4 per reply.
-_LEASE_PREFIX = os.urandom(8).hex()
+# Lease ids: unique across replicas and across workers forked from one process (a random
+# prefix, drawn again in a forked child) and per reply (a counter): cheaper than a uuid4 per
+# reply.
+_LEASE_PREFIX = [""]
 _LEASE_COUNT = itertools.count()
 
 
+def _new_lease_prefix() -> None:
+    _LEASE_PREFIX[0] = f"{os.urandom(8).hex()}{os.getpid():x}-"
+
+
+_new_lease_prefix()
+os.register_at_fork(after_in_child=_new_lease_prefix)
+
+
 def _lease_id() -> str:
-    return f"{_LEASE_PREFIX}{os.getpid():x}-{next(_LEASE_COUNT):x}"
+    return f"{_LEASE_PREFIX[0]}{next(_LEASE_COUNT):x}"
 
 
 def _unit_limit(item: RateLimitItem) -> Limit:
@@ -83,6 +92,9 @@ class TokenBudget:
         ) if max_streams else None
         # The largest reservation that can ever fit: a tiny budget must not refuse everything.
         self.ceiling = min((i.amount for i in self.items), default=None)
+        # The replies in flight that hold a lease, and the one heartbeat that renews them all.
+        self._held: set[Ticket] = set()
+        self._beat: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> bool:
@@ -94,6 +106,29 @@ class TokenBudget:
         if self.ceiling is not None and prompt + max_tokens > self.ceiling:
             max_tokens = max(1, self.ceiling - prompt)
         return Ask(prompt + max_tokens, prompt)
+
+    def hold(self, ticket: Ticket) -> None:
+        """Keep `ticket`'s lease alive until release(): one heartbeat task for every reply in
+        flight, not a task per reply (a thousand streams, a thousand sleeping tasks)."""
+        self._held.add(ticket)
+        beat = self._beat
+        if beat is None or beat.done() or beat.get_loop() is not asyncio.get_running_loop():
+            self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    def release(self, ticket: Ticket) -> None:
+        self._held.discard(ticket)
+        if not self._held and self._beat is not None:
+            self._beat.cancel()  # nothing left to keep alive: no task outlives the last reply
+            self._beat = None
+
+    async def _heartbeat(self) -> None:
+        """Every TTL / 3, push every held lease one TTL ahead (the renewals go out pipelined,
+        together), so a lease outlives its TTL exactly as long as its reply is in flight."""
+        while self._held:
+            await asyncio.sleep(self.lease_ttl / 3)
+            leases = [(t.lease, t.degraded) for t in self._held if t.lease is not None]
+            await asyncio.gather(*(self.breaker.renew(lease, degraded=degraded)
+                                   for lease, degraded in leases), return_exceptions=True)
 
     def keys(self, identity: str) -> tuple[list[str], Lease | None]:
         keys = [key_for(identity, suffix) for suffix in self.suffixes]
@@ -113,18 +148,8 @@ class Standing:
     ask: Ask | None
     ticket: Ticket | None = None
     refused: Kind | None = None
-
-    @property
-    def shown(self) -> int | None:
-        """The token limit the headers describe: the one with least left (first on a tie)."""
-        if not self.tokens:
-            return None
-        return min(range(len(self.tokens)), key=lambda i: self.tokens[i].remaining)
-
-    @property
-    def token_quota(self) -> Quota | None:
-        shown = self.shown
-        return None if shown is None else self.tokens[shown]
+    # The token limit the headers describe: the one with least left (first on a tie).
+    token_quota: Quota | None = None
 
 
 def standing(
@@ -144,7 +169,12 @@ def standing(
             budget.observer.tokens(reserved=ask.tokens if budget.items else 0)
         ticket = Ticket(budget, keys, verdict.windows[offset:], ask, lease,
                         degraded=degraded, charged=verdict.allowed)
-    return Standing(tokens, budget.items, verdict.streams, ask, ticket, refused)
+    return Standing(tokens, budget.items, verdict.streams, ask, ticket, refused,
+                    min(tokens, key=_remaining) if tokens else None)
+
+
+def _remaining(quota: Quota) -> int:
+    return quota.remaining
 
 
 @dataclass(eq=False)
@@ -161,18 +191,14 @@ class Ticket:
     charged: bool = True
     settled: tuple[Quota, ...] | None = None
     used: int | None = None
-    _beat: asyncio.Task[None] | None = field(default=None, repr=False)
+    held: bool = False
 
     def hold(self) -> None:
-        """Start the lease's heartbeat (while the reply is in flight)."""
-        if self.lease is not None and self.charged and self._beat is None and self.used is None:
+        """Keep the lease alive (the budget's heartbeat) while the reply is in flight."""
+        if self.lease is not None and self.charged and not self.held and self.used is None:
+            self.held = True
             self.budget.observer.stream(+1)
-            self._beat = asyncio.get_running_loop().create_task(self._heartbeat(self.lease))
-
-    async def _heartbeat(self, lease: Lease) -> None:
-        while True:
-            await asyncio.sleep(lease.ttl / 3)
-            await self.budget.breaker.renew(lease, degraded=self.degraded)
+            self.budget.hold(self)
 
     async def settle(self, used: int) -> tuple[Quota, ...] | None:
         """Charge `used` tokens instead of the reservation and drop the lease. Runs once (a
@@ -181,8 +207,8 @@ class Ticket:
         if self.used is not None:
             return self.settled
         self.used = used
-        if self._beat is not None:
-            self._beat.cancel()
+        if self.held:
+            self.budget.release(self)
             self.budget.observer.stream(-1)
         if not self.charged:
             return None
