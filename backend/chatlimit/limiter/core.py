@@ -347,7 +347,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 if named is None:
                     if len(fixed.named) > CACHE_BOUND:
                         fixed.named.clear()
-                    identities = tuple(asked[i] for i in fixed.slots)
+                    identities = who if fixed.direct else tuple([asked[i] for i in fixed.slots])
                     named = fixed.named[who] = (identities, self._keys(fixed.plan, identities))
         if fixed is not None and named is not None:
             plan, limits, costs = fixed.plan, fixed.limits, fixed.costs
@@ -390,8 +390,8 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
 
     def _keys(self, plan: Plan, identities: Sequence[str]) -> tuple[str, ...]:
         prefix = f"{self._key_prefix}:" if self._key_prefix else ""
-        return tuple(prefix + key_for(i, s) for i, s in zip(identities, plan.suffixes,
-                                                              strict=True))
+        return tuple([prefix + key_for(i, s) for i, s in zip(identities, plan.suffixes,
+                                                               strict=True)])
 
     async def _count(
         self, request: Request, plan: Plan, identities: Sequence[str], keys: Sequence[str],

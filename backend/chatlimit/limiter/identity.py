@@ -119,10 +119,12 @@ def client_address(
     return current
 
 
-@functools.lru_cache(maxsize=1024)
-def hashed(*parts: str) -> str:
-    """A short, stable digest, so raw addresses never become storage keys."""
+def _digest(*parts: str) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
+
+
+hashed = functools.lru_cache(maxsize=1024)(_digest)
+hashed.__doc__ = "A short, stable digest, so raw addresses never become storage keys."
 
 
 IPV6_GROUP_PREFIX = 64
@@ -148,12 +150,15 @@ def _v6_group(address: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _address_digest_of(peer: str | None, forwarded: tuple[str, ...], trust: Trust) -> str:
-    return hashed(client_group(client_address(peer, forwarded, trust)))
+    address = client_address(peer, forwarded, trust)
+    # client_group() for what client_address() answers: a canonical IPv4 address (dotted
+    # decimal, no colon), an IPv6 address, or a peer that is no address at all, kept as is.
+    return hashed(address if ":" not in address else _v6_group(address))
 
 
 @functools.lru_cache(maxsize=1024)
 def _user_identity(address: str, agent: str) -> str:
-    return f"{address}:{hashed(address, agent)}"
+    return f"{address}:{_digest(address, agent)}"  # hashed(), without a second cache
 
 
 def _who(scope: Scope, trusted: Trust) -> tuple[str, str]:

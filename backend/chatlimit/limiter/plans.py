@@ -50,6 +50,7 @@ class Fixed:
     # limit the index of its key function there: one call per key function per request.
     callers: tuple[tuple[Callable[..., Any], bool], ...] = ()
     slots: tuple[int, ...] = ()
+    direct: bool = False  # each limit its own key function, in order: slots is 0, 1, 2...
     # What the key functions answered -> each limit's identity and storage key: a client's
     # next request finds its keys here (bounded: CACHE_BOUND clients, then it starts over).
     named: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = field(
@@ -88,7 +89,8 @@ class Plans:
             fixed = Fixed(self.of(found), tuple(c.limit for c in found), key_funcs,
                           tuple(c.cost for c in found),
                           callers=tuple((f, "request" in parameters(f)) for f in distinct),
-                          slots=tuple(distinct.index(f) for f in key_funcs)) if found else None
+                          slots=tuple(distinct.index(f) for f in key_funcs),
+                          direct=len(distinct) == len(key_funcs)) if found else None
         if len(self.known) > CACHE_BOUND:  # URL key style: one per path; stay bounded
             self.known.clear()
         self.known[key] = fixed
