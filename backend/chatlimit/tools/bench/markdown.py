@@ -182,8 +182,10 @@ in a fresh process, the same way), Redis from `used_memory` (limits' RedisStorag
 Concurrent streamed replies (`Accept: text/event-stream`) through one replica at the demo
 model's pace (`MODEL_TOKEN_DELAY_MS`, 30 ms a token), `LLM_MAX_TOKENS=32` of its story, each
 connection its own user: 100 streams ask for two replies each, 1,000 for one. The client is a
-separate process (`tools/bench/stream.py`) on the same cores. TTFT is from sending the request
-to the first `delta` event; tokens/s is each reply's own rate after its first token. Storage
+separate process (`tools/bench/stream.py`) on the same cores; it opens every connection
+first, then sends every request at once, so each run starts with one burst. TTFT is from
+sending the request to the first `delta` event; tokens/s is each reply's own rate after its
+first token. Storage
 calls are counted by Redis (`CONFIG RESETSTAT`, then `INFO commandstats` once every reply has
 ended) and divided by replies: below two means some admissions never reached Redis, because
 Redis stayed silent past `REDIS_SOCKET_TIMEOUT` (0.25 s, counted from the write) and the

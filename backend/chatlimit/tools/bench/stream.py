@@ -2,7 +2,8 @@
 each connection its own user, each asking for a fixed number of replies one after another.
 
 Raw asyncio sockets rather than httpx: at a thousand streams the client shares the app's two
-cores, and its cost per event must stay small. It only needs to time the first `delta` event
+cores, and its cost per event must stay small. Every connection is opened before any request
+is sent, then all requests go out at once. It only needs to time the first `delta` event
 of each reply and count them, so it scans the chunked body for event names instead of parsing
 it. Run as a child process, printing one JSON line:
 
@@ -70,8 +71,14 @@ async def _one_reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 
 async def _stream_user(host: str, port: int, user: int, replies: int, message: str,
-                       start: asyncio.Event, out: list[dict[str, Any]]) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+                       connected: asyncio.Queue[bool], start: asyncio.Event,
+                       out: list[dict[str, Any]]) -> None:
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except BaseException:
+        connected.put_nowait(False)
+        raise
+    connected.put_nowait(True)
     request = _request(host, user, message)
     await start.wait()
     try:
@@ -91,9 +98,14 @@ def _pct(values: list[float], p: float) -> float:
 async def run(host: str, port: int, streams: int, replies: int, message: str) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     start = asyncio.Event()
-    tasks = [asyncio.create_task(_stream_user(host, port, u, replies, message, start, out))
+    connected: asyncio.Queue[bool] = asyncio.Queue()
+    tasks = [asyncio.create_task(_stream_user(host, port, u, replies, message, connected,
+                                              start, out))
              for u in range(streams)]
-    await asyncio.sleep(0)
+    # Every connection open first, then every request at once: "N concurrent streams" is one
+    # burst, not requests trickling out as connections happen to complete.
+    for _ in range(streams):
+        await connected.get()
     began = time.perf_counter()
     start.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
