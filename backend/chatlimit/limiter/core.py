@@ -343,12 +343,13 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
                 asked.append(identity)
             else:
                 who = tuple(asked)
-                named = fixed.named.get(who)
+                cache = self.plans.named
+                named = cache.get((key, who))
                 if named is None:
-                    if len(fixed.named) > CACHE_BOUND:
-                        fixed.named.clear()
+                    if len(cache) > CACHE_BOUND:
+                        cache.clear()
                     identities = who if fixed.direct else tuple([asked[i] for i in fixed.slots])
-                    named = fixed.named[who] = (identities, self._keys(fixed.plan, identities))
+                    named = cache[(key, who)] = (identities, self._keys(fixed.plan, identities))
         if fixed is not None and named is not None:
             plan, limits, costs = fixed.plan, fixed.limits, fixed.costs
             identities, keys = named

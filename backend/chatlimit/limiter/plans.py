@@ -9,7 +9,7 @@ Both are cached and bounded: dynamic limits and URL scopes make new sets.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from limits import RateLimitItem
@@ -51,10 +51,6 @@ class Fixed:
     callers: tuple[tuple[Callable[..., Any], bool], ...] = ()
     slots: tuple[int, ...] = ()
     direct: bool = False  # each limit its own key function, in order: slots is 0, 1, 2...
-    # What the key functions answered -> each limit's identity and storage key: a client's
-    # next request finds its keys here (bounded: CACHE_BOUND clients, then it starts over).
-    named: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = field(
-        default_factory=dict)
 
 
 FixedKey = tuple[str, bool, str]  # route name, under a middleware, endpoint key
@@ -68,10 +64,16 @@ class Plans:
         self._plans: dict[tuple[tuple[RateLimitItem, str, bool], ...], Plan] = {}
         # Read by the hot path first: a known route costs one dict lookup.
         self.known: dict[FixedKey, Fixed | None] = {}
+        # (route key, what its key functions answered) -> each limit's identity and storage
+        # key: a client's next request finds its keys here. One table for every route, bounded
+        # (CACHE_BOUND clients, then it starts over), however many paths and clients there are.
+        self.named: dict[tuple[FixedKey, tuple[str, ...]],
+                         tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def forget(self) -> None:
         """A decorator added limits to a route: its fixed plans are stale."""
         self.known.clear()
+        self.named.clear()
 
     def fixed(self, key: FixedKey, rules: Sequence[Rule]) -> Fixed | None:
         """The fixed plan of a route's limits at this endpoint key, None when some limit needs

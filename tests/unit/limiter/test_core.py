@@ -58,3 +58,33 @@ def test_the_quota_of_a_route_is_found_from_the_route_function_wherever_it_lives
     assert (peeked.quota.limit, peeked.quota.remaining) == (3, 2)
     again = asyncio.run(chat_limiter.quota(request(), defined_in_a_test))
     assert again is not None and again.quota.remaining == 2  # a peek consumes nothing
+
+
+def test_the_keys_remembered_per_client_stay_bounded_across_paths_and_clients() -> None:
+    from chatlimit.limiter.plans import CACHE_BOUND
+
+    breaker = Breaker(MemoryCounter("fixed-window", max_keys=10**6),
+                      MemoryCounter("fixed-window"))
+    chat_limiter = ChatLimiter(key_func=lambda request: request.headers["who"],
+                               breaker=breaker, key_style="url")
+
+    @chat_limiter.limit("5/minute")
+    async def item(request: Request) -> str:
+        return "ok"
+
+    def on(path: str, who: str) -> Request:
+        return Request({"type": "http", "method": "GET", "path": path, "query_string": b"",
+                        "headers": [(b"who", who.encode())], "client": ("203.0.113.1", 5000)})
+
+    async def flood() -> None:
+        for n in range(3 * CACHE_BOUND):  # a new path and a new client each time
+            await item(request=on(f"/items/{n}", f"client-{n}"))
+
+    asyncio.run(flood())
+    assert len(chat_limiter.plans.named) <= CACHE_BOUND + 1
+    assert len(chat_limiter.plans.known) <= CACHE_BOUND + 1
+    # A client the table forgot is still counted where it was: its keys are worked out again.
+    again = on("/items/0", "client-0")
+    asyncio.run(item(request=again))
+    decision = decision_of(again)
+    assert decision is not None and decision.quota.remaining == 3
