@@ -162,13 +162,14 @@ class LeanRedis:
         async def script(keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
             # The hot path, one coroutine deep: the live connection's queue, then its reply.
             protocol = self._protocol
-            if protocol is None or protocol.closed or self._loop is not protocol.loop:
+            if protocol is None or protocol.closed or \
+                    protocol.loop is not asyncio.get_running_loop():
                 protocol = await self._connection()
             waiter = protocol.loop.create_future()
             protocol.queue(hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args)),
                            waiter)
             reply = await waiter
-            if type(reply) is hiredis.ReplyError:
+            if isinstance(reply, hiredis.ReplyError):
                 if not str(reply).startswith("NOSCRIPT"):
                     raise ResponseError(str(reply))
                 return await self.execute("EVAL", source, len(keys), *keys, *args)
