@@ -80,6 +80,12 @@ class PageProblems:
     def expect_connection_refused(self) -> None:
         self.expected.add("net::ERR_CONNECTION_REFUSED")
 
+    def expect_cut_responses(self) -> None:
+        """A test that kills a server mid-answer: the page's own polling may have a response
+        in flight, which the kill cuts after its head (nginx then passes on what it had)."""
+        self.expected.update({"net::ERR_CONTENT_LENGTH_MISMATCH",
+                              "net::ERR_INCOMPLETE_CHUNKED_ENCODING", "net::ERR_EMPTY_RESPONSE"})
+
     def unexpected_console(self) -> list[str]:
         return [
             line for line in self.console
