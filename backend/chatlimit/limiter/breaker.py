@@ -55,6 +55,8 @@ class Breaker:
         counter = self.counter
         if type(counter) is not MemoryCounter or self._down:
             return None
+        if peek:  # as MemoryCounter.peek: a peek reads every limit at a cost of one
+            costs = (1,) * len(keys)
         if self.observer.metrics is None:  # nothing records the call
             return counter.check(keys, items, costs, peek=peek, lease=lease)
         started = time.monotonic()
@@ -80,10 +82,10 @@ class Breaker:
                 down[shard] = now + STORAGE_RETRY_SECONDS
             counter = self.counter
             try:
-                if type(counter) is MemoryCounter:
+                if type(counter) is MemoryCounter and not peek:
                     # memory:// never waits: counted by a plain call, no coroutine per request
                     # (not a subclass's, which may count differently in its hit()).
-                    verdict = counter.check(keys, items, costs, peek=peek, lease=lease)
+                    verdict = counter.check(keys, items, costs, peek=False, lease=lease)
                 elif peek:
                     verdict = await counter.peek(keys, items, lease)
                 else:
