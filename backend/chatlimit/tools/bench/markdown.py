@@ -173,9 +173,9 @@ in a fresh process, the same way), Redis from `used_memory` (limits' RedisStorag
 {capped_text}""")
     streams = report.get("streams")
     if streams:
-        again = (f"\nThis section comes from its own run (`--sections streams`) on "
-                 f"{streams['date']}, once token budgets had landed.\n"
-                 if streams.get("date") else "")
+        again = (f"\nThis section comes from its own run (`--sections streams`, "
+                 f"{max(r['rounds'] for r in streams['summary'])} rounds) on "
+                 f"{streams['date']}.\n" if streams.get("date") else "")
         out.append(f"""
 ## Streaming
 {again}
