@@ -69,6 +69,9 @@ class Breaker:
         *, peek: bool, lease: Lease | None = None,
     ) -> tuple[Verdict, bool]:
         """The storage's verdict and False, or the fallback's and True (degraded)."""
+        verdict = self.count_now(keys, items, costs, peek=peek, lease=lease)
+        if verdict is not None:
+            return verdict, False
         now = time.monotonic()
         down = self._down
         # Which shard the keys live on matters only while one is down (one script's keys
@@ -80,16 +83,11 @@ class Breaker:
                 # One probe at a time: requests arriving while it waits on a hung Redis go
                 # straight to the fail mode instead of each waiting out the socket timeout.
                 down[shard] = now + STORAGE_RETRY_SECONDS
-            counter = self.counter
             try:
-                if type(counter) is MemoryCounter and not peek:
-                    # memory:// never waits: counted by a plain call, no coroutine per request
-                    # (not a subclass's, which may count differently in its hit()).
-                    verdict = counter.check(keys, items, costs, peek=False, lease=lease)
-                elif peek:
-                    verdict = await counter.peek(keys, items, lease)
+                if peek:
+                    verdict = await self.counter.peek(keys, items, lease)
                 else:
-                    verdict = await counter.hit(keys, items, costs, lease)
+                    verdict = await self.counter.hit(keys, items, costs, lease)
             except StorageUnavailable as exc:
                 shard = self.counter.shard(keys[0])
                 # The storages name the exception they met (TimeoutError, ConnectionError...).

@@ -9,7 +9,7 @@ Both are cached and bounded: dynamic limits and URL scopes make new sets.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from limits import RateLimitItem
@@ -44,7 +44,6 @@ class Fixed:
 
     plan: Plan
     limits: tuple[Limit, ...]
-    key_funcs: tuple[Callable[..., Any], ...]  # per limit
     costs: tuple[int, ...]
     # Each distinct key function once, with whether slowapi passes it the request, and per
     # limit the index of its key function there: one call per key function per request.
@@ -88,7 +87,7 @@ class Plans:
                             rule.ceiling) for rule in ordered for lim in rule.static]
             key_funcs = tuple(r.key_func for r in ordered for _ in r.static)
             distinct = list(dict.fromkeys(key_funcs))
-            fixed = Fixed(self.of(found), tuple(c.limit for c in found), key_funcs,
+            fixed = Fixed(self.of(found), tuple(c.limit for c in found),
                           tuple(c.cost for c in found),
                           callers=tuple((f, "request" in parameters(f)) for f in distinct),
                           slots=tuple(distinct.index(f) for f in key_funcs),
@@ -117,17 +116,18 @@ class Plans:
             items = tuple(c.limit.limit for c in found)
             ceiling = tuple(c.ceiling for c in found)
             own_items = tuple(item for item, c in zip(items, ceiling, strict=True) if not c)
+            policies = tuple(policy_header(own_items if not c else (*own_items, item))
+                             for item, c in zip(items, ceiling, strict=True))
             plan = self._plans[signature] = Plan(
                 items=items,
                 suffixes=tuple(suffixes),
                 ceiling=ceiling,
-                policies=tuple(policy_header(own_items if not c else (*own_items, item))
-                               for item, c in zip(items, ceiling, strict=True)),
+                policies=policies,
                 own=tuple(i for i, c in enumerate(ceiling) if not c) or (0,),
+                heads=tuple((policy.encode("latin-1"),
+                             f'"{policy_name(item)}";r='.encode("latin-1"))
+                            for policy, item in zip(policies, items, strict=True)),
             )
-            plan = self._plans[signature] = replace(plan, heads=tuple(
-                (policy.encode("latin-1"), f'"{policy_name(item)}";r='.encode("latin-1"))
-                for policy, item in zip(plan.policies, items, strict=True)))
             self.observer.declare(plan.items, plan.ceiling)
         return plan
 

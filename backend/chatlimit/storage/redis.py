@@ -70,13 +70,10 @@ class RedisCounter:
         self, keys: Sequence[str], items: Sequence[RateLimitItem], costs: Sequence[int],
         lease: Lease | None = None,
     ) -> Verdict:
-        # The hot path: arguments built and the script awaited here, no helper coroutines.
-        args: list[int | str] = [0, lease.limit, lease.id, int(lease.ttl * 1000)] if lease \
-            else [0, 0, "", 0]
-        for item, cost in zip(items, costs, strict=True):
-            args += [item.amount, int(item.get_expiry() * 1000), cost]
+        # The hot path: the script awaited here, no helper coroutines.
         try:
-            reply = await self._script(keys=[lease.key, *keys] if lease else keys, args=args)
+            reply = await self._script(keys=[lease.key, *keys] if lease else keys,
+                                       args=_admit_args(items, costs, lease, peek=False))
         except self._errors as exc:
             raise StorageUnavailable(type(exc).__name__) from None
         return _verdict(reply, items, lease)
@@ -84,10 +81,7 @@ class RedisCounter:
     async def peek(
         self, keys: Sequence[str], items: Sequence[RateLimitItem], lease: Lease | None = None
     ) -> Verdict:
-        args: list[int | str] = [1, lease.limit, lease.id, int(lease.ttl * 1000)] if lease \
-            else [1, 0, "", 0]
-        for item in items:
-            args += [item.amount, int(item.get_expiry() * 1000), 1]
+        args = _admit_args(items, (1,) * len(items), lease, peek=True)
         reply = await self._call(self._script, [lease.key, *keys] if lease else list(keys), args)
         return _verdict(reply, items, lease)
 
@@ -127,6 +121,17 @@ class RedisCounter:
             return await script(keys=keys, args=args)
         except self._errors as exc:
             raise StorageUnavailable(type(exc).__name__) from None
+
+
+def _admit_args(items: Sequence[RateLimitItem], costs: Sequence[int], lease: Lease | None,
+                *, peek: bool) -> list[int | str]:
+    """admit.lua's ARGV: peek, the lease (limit, id, TTL ms), then per limit its amount,
+    window (ms) and cost."""
+    args: list[int | str] = [1 if peek else 0]
+    args += [lease.limit, lease.id, int(lease.ttl * 1000)] if lease else [0, "", 0]
+    for item, cost in zip(items, costs, strict=True):
+        args += [item.amount, int(item.get_expiry() * 1000), cost]
+    return args
 
 
 def _verdict(reply: Sequence[Any], items: Sequence[RateLimitItem], lease: Lease | None) -> Verdict:
