@@ -24,7 +24,9 @@ from starlette.requests import Request
 from ..observe import Observer
 from ..storage import Lease, Quota, Verdict
 from .breaker import Breaker
+from .headers import BudgetHeads, budget_heads
 from .keys import key_for, key_suffix
+from .plans import CACHE_BOUND
 
 log = logging.getLogger("chatlimit.limiter")
 
@@ -92,6 +94,9 @@ class TokenBudget:
         ) if max_streams else None
         # The largest reservation that can ever fit: a tiny budget must not refuse everything.
         self.ceiling = min((i.amount for i in self.items), default=None)
+        self.heads = budget_heads(self.items, max_streams)
+        # Per user: the token keys and the lease set's key (bounded, as Plans.named is).
+        self._keys: dict[str, tuple[tuple[str, ...], str]] = {}
         # The replies in flight that hold a lease, and the one heartbeat that renews them all.
         self._held: set[Ticket] = set()
         self._beat: asyncio.Task[None] | None = None
@@ -130,10 +135,17 @@ class TokenBudget:
             await asyncio.gather(*(self.breaker.renew(lease, degraded=degraded)
                                    for lease, degraded in leases), return_exceptions=True)
 
-    def keys(self, identity: str) -> tuple[list[str], Lease | None]:
-        keys = [key_for(identity, suffix) for suffix in self.suffixes]
-        lease = Lease(key_for(identity, self.lease_suffix), _lease_id(),
-                      self.max_streams, self.lease_ttl) if self.max_streams else None
+    def keys(self, identity: str) -> tuple[tuple[str, ...], Lease | None]:
+        known = self._keys.get(identity)
+        if known is None:
+            if len(self._keys) > CACHE_BOUND:
+                self._keys.clear()
+            known = self._keys[identity] = (
+                tuple([key_for(identity, suffix) for suffix in self.suffixes]),
+                key_for(identity, self.lease_suffix))
+        keys, lease_key = known
+        lease = Lease(lease_key, _lease_id(), self.max_streams, self.lease_ttl) \
+            if self.max_streams else None
         return keys, lease
 
 
@@ -146,6 +158,7 @@ class Standing:
     items: tuple[RateLimitItem, ...]
     streams: Quota | None
     ask: Ask | None
+    heads: BudgetHeads  # the budget's header parts, encoded once
     ticket: Ticket | None = None
     refused: Kind | None = None
     # The token limit the headers describe: the one with least left (first on a tie).
@@ -153,7 +166,7 @@ class Standing:
 
 
 def standing(
-    budget: TokenBudget, verdict: Verdict, offset: int, ask: Ask | None, keys: list[str],
+    budget: TokenBudget, verdict: Verdict, offset: int, ask: Ask | None, keys: Sequence[str],
     lease: Lease | None, *, peek: bool, degraded: bool,
 ) -> Standing:
     """Split the budget's answers off a verdict whose first `offset` quotas are the route's
@@ -169,7 +182,7 @@ def standing(
             budget.observer.tokens(reserved=ask.tokens if budget.items else 0)
         ticket = Ticket(budget, keys, verdict.windows[offset:], ask, lease,
                         degraded=degraded, charged=verdict.allowed)
-    return Standing(tokens, budget.items, verdict.streams, ask, ticket, refused,
+    return Standing(tokens, budget.items, verdict.streams, ask, budget.heads, ticket, refused,
                     min(tokens, key=_remaining) if tokens else None)
 
 
@@ -182,7 +195,7 @@ class Ticket:
     """One admitted reply's reservation and lease, until it is settled (once)."""
 
     budget: TokenBudget
-    keys: list[str]
+    keys: Sequence[str]
     windows: Sequence[float]
     ask: Ask
     lease: Lease | None

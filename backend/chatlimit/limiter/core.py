@@ -401,7 +401,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         prefix = self._key_prefix
         # Each limit is charged its own cost, as slowapi does.
         user, ask, lease = "", None, None
-        budget_keys: list[str] = []
+        budget_keys: Sequence[str] = ()
         if budget is None:
             now = self.breaker.count_now(keys, plan.items, costs, peek=peek)
             if now is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from limits import RateLimitItem
@@ -56,27 +58,46 @@ def openai_duration(seconds: float) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetHeads:
+    """What a token budget adds to the headers that never changes, encoded once per budget:
+    its RateLimit-Policy items, and the start of each of its RateLimit items."""
+
+    policies: bytes
+    token_states: tuple[bytes, ...]  # per token limit: b'"tokens-...";r='
+    streams_state: bytes  # b'"streams";r=' (used only with MAX_STREAMS)
+
+
+def budget_heads(items: Sequence[RateLimitItem], max_streams: int | None) -> BudgetHeads:
+    policies = [f'"{token_policy_name(i)}";q={i.amount};w={int(i.get_expiry())};'
+                'chatlimit-qu="tokens"' for i in items]
+    if max_streams is not None:
+        policies.append(f'"{STREAMS_POLICY}";q={max_streams};qu="concurrent-requests"')
+    return BudgetHeads(
+        ", ".join(policies).encode("latin-1"),
+        tuple(f'"{token_policy_name(i)}";r='.encode("latin-1") for i in items),
+        f'"{STREAMS_POLICY}";r='.encode("latin-1"),
+    )
+
+
 def _budget_headers(decision: Decision) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
     """What the budget adds: policy items, RateLimit items, OpenAI's token headers."""
     standing = decision.budget
     assert standing is not None
-    policies, states, extra = [], [], []
-    for item, quota in zip(standing.items, standing.tokens, strict=True):
-        name = token_policy_name(item)
-        policies.append(f'"{name}";q={item.amount};w={int(item.get_expiry())};'
-                        'chatlimit-qu="tokens"')
-        states.append(f'"{name}";r={quota.remaining};t={ceil_seconds(quota.reset_after)}')
+    heads = standing.heads
+    states = [b"%s%d;t=%d" % (start, quota.remaining, ceil_seconds(quota.reset_after))
+              for start, quota in zip(heads.token_states, standing.tokens, strict=True)]
     if standing.streams is not None:
-        policies.append(f'"{STREAMS_POLICY}";q={standing.streams.limit};qu="concurrent-requests"')
-        states.append(f'"{STREAMS_POLICY}";r={standing.streams.remaining}')
+        states.append(b"%s%d" % (heads.streams_state, standing.streams.remaining))
+    extra: list[tuple[bytes, bytes]] = []
     shown = standing.token_quota
     if shown is not None:
         extra = [
-            (b"x-ratelimit-limit-tokens", str(shown.limit).encode()),
-            (b"x-ratelimit-remaining-tokens", str(shown.remaining).encode()),
+            (b"x-ratelimit-limit-tokens", b"%d" % shown.limit),
+            (b"x-ratelimit-remaining-tokens", b"%d" % shown.remaining),
             (b"x-ratelimit-reset-tokens", openai_duration(shown.reset_after).encode()),
         ]
-    return (", ".join(policies).encode("latin-1"), ", ".join(states).encode("latin-1"), extra)
+    return heads.policies, b", ".join(states), extra
 
 
 def raw_headers(decision: Decision, retry_after: int | None = None) -> list[tuple[bytes, bytes]]:
