@@ -115,10 +115,12 @@ class TokenBudget:
     def hold(self, ticket: Ticket) -> None:
         """Keep `ticket`'s lease alive until release(): one heartbeat task for every reply in
         flight, not a task per reply (a thousand streams, a thousand sleeping tasks)."""
+        loop = asyncio.get_running_loop()
+        ticket.renewed = loop.time()  # just taken: the admission ran in this same step
         self._held.add(ticket)
         beat = self._beat
-        if beat is None or beat.done() or beat.get_loop() is not asyncio.get_running_loop():
-            self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
+        if beat is None or beat.done() or beat.get_loop() is not loop:
+            self._beat = loop.create_task(self._heartbeat())
 
     def release(self, ticket: Ticket) -> None:
         self._held.discard(ticket)
@@ -127,13 +129,22 @@ class TokenBudget:
             self._beat = None
 
     async def _heartbeat(self) -> None:
-        """Every TTL / 3, push every held lease one TTL ahead (the renewals go out pipelined,
-        together), so a lease outlives its TTL exactly as long as its reply is in flight."""
+        """Every TTL / 3, push one TTL ahead each held lease older than TTL / 6 (the renewals
+        go out pipelined, together), so a lease outlives its TTL exactly as long as its reply
+        is in flight and is never older than half its TTL when renewed. A reply shorter than
+        TTL / 6 is never renewed: it costs its two storage calls and no more (renewing every
+        lease at each beat cost a burst of a hundred short replies a hundred renewals)."""
+        loop = asyncio.get_running_loop()
         while self._held:
             await asyncio.sleep(self.lease_ttl / 3)
-            leases = [(t.lease, t.degraded) for t in self._held if t.lease is not None]
-            await asyncio.gather(*(self.breaker.renew(lease, degraded=degraded)
-                                   for lease, degraded in leases), return_exceptions=True)
+            now = loop.time()
+            due = [t for t in self._held
+                   if t.lease is not None and now - t.renewed >= self.lease_ttl / 6]
+            for ticket in due:
+                ticket.renewed = now
+            await asyncio.gather(*(self.breaker.renew(t.lease, degraded=t.degraded)
+                                   for t in due if t.lease is not None),
+                                 return_exceptions=True)
 
     def keys(self, identity: str) -> tuple[tuple[str, ...], Lease | None]:
         known = self._keys.get(identity)
@@ -205,6 +216,7 @@ class Ticket:
     settled: tuple[Quota, ...] | None = None
     used: int | None = None
     held: bool = False
+    renewed: float = 0.0  # loop time the lease was taken or last renewed (while held)
 
     def hold(self) -> None:
         """Keep the lease alive (the budget's heartbeat) while the reply is in flight."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from limits import parse
 
 from chatlimit.limiter import Breaker
@@ -25,3 +27,43 @@ def test_the_keys_remembered_per_user_stay_bounded_and_a_forgotten_user_keeps_it
     assert lease is not None and first_lease is not None
     # The same lease set, a new lease in it: each reply holds its own slot.
     assert lease.key == first_lease.key and lease.id != first_lease.id
+
+
+def test_a_heartbeat_renews_only_the_leases_older_than_a_sixth_of_their_ttl() -> None:
+    # A reply shorter than LEASE_TTL / 6 costs its two storage calls and no renewal; an older
+    # one is renewed at every beat (each TTL / 3), so it never reaches half its TTL.
+    from chatlimit.limiter.budget import Ask, Ticket
+    from chatlimit.storage import Lease
+
+    async def first_beat() -> tuple[list[str], dict[str, str]]:
+        breaker = Breaker(MemoryCounter("fixed-window"), MemoryCounter("fixed-window"))
+        renewed: list[str] = []
+        renew = breaker.renew
+
+        async def counted(lease: Lease, *, degraded: bool) -> bool:
+            renewed.append(lease.id)
+            return await renew(lease, degraded=degraded)
+
+        breaker.renew = counted  # type: ignore[method-assign]
+        budget = TokenBudget([], 5, 3.0, strategy="fixed-window", scope="chat",
+                             breaker=breaker)  # a beat each second; a lease due past 0.5 s
+        tickets = {}
+        for name in ("old", "young"):
+            keys, lease = budget.keys(f"address:{name}")
+            tickets[name] = Ticket(budget, keys, (), Ask(0, 0), lease, degraded=False)
+            tickets[name].hold()
+        now = asyncio.get_running_loop().time()
+        tickets["old"].renewed = now - 10  # taken long before
+        tickets["young"].renewed = now + 0.9  # as if taken 0.1 s before the first beat
+        for _ in range(300):  # poll until the first beat has renewed (it comes after 1 s)
+            if renewed:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the rest of that beat's renewals, if any
+        first = list(renewed)
+        for ticket in tickets.values():
+            await ticket.settle(0)
+        return first, {n: t.lease.id for n, t in tickets.items() if t.lease is not None}
+
+    renewed, ids = asyncio.run(first_beat())
+    assert renewed == [ids["old"]]

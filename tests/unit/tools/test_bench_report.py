@@ -57,6 +57,27 @@ def test_the_users_curve_compares_each_size_with_one_user_of_the_same_storage() 
     assert judged == {"users-memory-1000": False, "users-redis-1000": True, "memory": True}
 
 
+def test_each_users_point_divides_by_the_one_user_run_made_beside_it() -> None:
+    from chatlimit.tools.bench.users import curve_variants, pairs
+
+    planned = [tuple(v.name for v in pair) for pair in pairs(curve_variants([1, 10, 100]))]
+    assert planned == [("users-memory-1", "users-memory-10"), ("users-memory-1", "users-memory-100"),
+                       ("users-redis-1", "users-redis-10"), ("users-redis-1", "users-redis-100")]
+
+    def run(users: int, rps: float, pair: int) -> dict[str, Any]:
+        return {"variant": f"users-memory-{users}", "storage": "memory", "users": users,
+                "round": 1, "rps": rps, "p99_ms": 5.0, "app_cpu_us": 1e6 / rps, "non_2xx": 0,
+                "pair": pair}
+
+    # The machine slowed to half between the two pairs of the same round: each ratio sees only
+    # the one-user run beside it, so both stay 0.9.
+    rows = [run(1, 1000, 10), run(10, 900, 10), run(1, 500, 100), run(100, 450, 100)]
+    summary = summarise_users(rows, {}, {})["summary"]
+    assert {p["variant"]: p["ratio"] for p in summary} == {
+        "users-memory-1": 1.0, "users-memory-10": 0.9, "users-memory-100": 0.9}
+    assert {p["rounds"] for p in summary} == {1}  # one round, though one user ran twice
+
+
 def test_streaming_is_judged_against_limiter_off_in_the_same_round() -> None:
     def run(variant: str, rnd: int, ttft: float, rate: float, calls: float | None
             ) -> dict[str, Any]:

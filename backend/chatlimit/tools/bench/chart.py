@@ -39,7 +39,7 @@ def users_png(report: dict[str, Any], path: Path) -> Path | None:
         right.plot(xs, [p["app_cpu_us"] or 0 for p in mine], "o-", color=colour, label=storage)
     left.axhline(USERS_FLAT, color="#888888", linestyle="--", linewidth=1,
                  label=f"target {USERS_FLAT}")
-    left.set_ylabel("req/s ÷ one user's, same round (median, min-max)")
+    left.set_ylabel("req/s ÷ one user's, run beside it (median, min-max)")
     right.set_ylabel("app CPU µs per request (median)")
     largest = max(p["users"] for p in points)
     for axis in (left, right):

@@ -17,15 +17,19 @@ def _spread(values: list[float]) -> tuple[float | None, float | None, float | No
 
 def summarise_users(rows: list[dict[str, Any]], fills: dict[str, dict[str, Any]],
                     layout: dict[str, Any]) -> dict[str, Any]:
-    one = {(r["storage"], r["round"]): r for r in rows if r["users"] == 1}
+    # Each point divides by the one-user run made beside it (users.pairs); the runs of an
+    # older report, without pairs, by the one-user run of the same round.
+    one = {(r["storage"], r["round"], r.get("pair")): r for r in rows if r["users"] == 1}
     summary = []
     for name in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == name]
         storage, users = mine[0]["storage"], mine[0]["users"]
-        paired = [(r, one[(storage, r["round"])]) for r in mine if (storage, r["round"]) in one]
+        paired = [(r, one[key]) for r in mine
+                  if (key := (storage, r["round"], r.get("pair"))) in one]
         ratio, low, high = _spread([r["rps"] / o["rps"] for r, o in paired if o["rps"]])
         summary.append({
-            "variant": name, "storage": storage, "users": users, "rounds": len(mine),
+            "variant": name, "storage": storage, "users": users,
+            "rounds": len({r["round"] for r in mine}),  # the one-user point runs once a pair
             "rps": _median([r["rps"] for r in mine]), "ratio": ratio, "ratio_min": low,
             "ratio_max": high, "p99_ms": _median([r["p99_ms"] for r in mine]),
             "app_cpu_us": _median([r["app_cpu_us"] for r in mine]),
@@ -89,7 +93,7 @@ def _range(value: float | None, low: float | None, high: float | None) -> str:
 
 
 def users_table(users: dict[str, Any]) -> str:
-    lines = ["| storage | users in the window | keys | req/s median | ÷ one user, same round: "
+    lines = ["| storage | users in the window | keys | req/s median | ÷ one user, run beside it: "
              "median (min-max) | app CPU µs / req (÷ one user) | p99 ms | bytes per key "
              "| fill s |",
              "|---|---|---|---|---|---|---|---|---|"]

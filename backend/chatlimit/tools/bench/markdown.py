@@ -149,15 +149,18 @@ def sections(report: dict[str, Any], users_chart: bool, streams_chart: bool = Fa
             )
         out.append(f"""
 ## Users curve
-
+{_own_run(users, "users")}
 Distinct users per window: each point is its own app (and, on Redis, its own redis-server),
 filled with every user's first request, then measured with wrk walking the same users in turn:
 each user its own User-Agent and its own address in `X-Forwarded-For`, believed because wrk's
 peer (127.0.0.1) is the default `TRUSTED_PROXIES`. Each user is two keys (its own limit and its
 address's ceiling). The window is a day (`RATE_LIMIT=1000000/day`), so no user ages out during
 the run. memory:// is filled over HTTP, Redis directly with the app's own script and keys (the
-measured runs then add no key: checked). Ratios divide by the one-user point of the same storage
-in the same round; the one-user point runs the same wrk script.
+measured runs then add no key: checked). Each point's run is paired with a run of the one-user
+point of the same storage, one right after the other (which goes first alternates by round),
+and its ratio divides by that run: a whole round takes minutes, and on shared cores a ratio of
+two runs minutes apart measured the drift as much as the users. The one-user point runs the
+same wrk script.
 
 {users_table(users)}
 {short}
@@ -173,19 +176,18 @@ in a fresh process, the same way), Redis from `used_memory` (limits' RedisStorag
 {capped_text}""")
     streams = report.get("streams")
     if streams:
-        again = (f"\nThis section comes from its own run (`--sections streams`, "
-                 f"{max(r['rounds'] for r in streams['summary'])} rounds) on "
-                 f"{streams['date']}.\n" if streams.get("date") else "")
         out.append(f"""
 ## Streaming
-{again}
+{_own_run(streams, "streams")}
 Concurrent streamed replies (`Accept: text/event-stream`) through one replica at the demo
 model's pace (`MODEL_TOKEN_DELAY_MS`, 30 ms a token), `LLM_MAX_TOKENS=32` of its story, each
-connection its own user: 100 streams ask for two replies each, 1,000 for one. The client is a
-separate process (`tools/bench/stream.py`) on the same cores; it opens every connection
-first, then sends every request at once, so each run starts with one burst. TTFT is from
-sending the request to the first `delta` event; tokens/s is each reply's own rate after its
-first token. Storage
+connection its own user: 100 streams ask for six replies each, one after another, 1,000 for
+two. The client is a separate process (`tools/bench/stream.py`) on the same cores; it opens
+every connection first, then sends every first request at once, so each run starts with one
+burst, and the later replies follow as the earlier ones end. TTFT is from sending the request
+to the first `delta` event, its p50 and p99 over every reply of the run (600 or 2,000: over
+one burst alone, a hiccup of the shared machine moved a run's median by half); tokens/s is
+each reply's own rate after its first token. Storage
 calls are counted by Redis (`CONFIG RESETSTAT`, then `INFO commandstats` once every reply has
 ended) and divided by replies: below two means some admissions never reached Redis, because
 Redis stayed silent past `REDIS_SOCKET_TIMEOUT` (0.25 s, counted from the write) and the
@@ -211,6 +213,15 @@ still does), so it shows what Redis allows; the last columns put one app's end-t
 {ceiling_table(ceiling, report["summary"])}
 """)
     return "".join(out)
+
+
+def _own_run(section: dict[str, Any], name: str) -> str:
+    """A section (users, streams) re-run on its own and merged into the report: when, and with
+    how many rounds."""
+    if not section.get("date"):
+        return ""
+    return (f"\nThis section comes from its own run (`--sections {name}`, "
+            f"{max(r['rounds'] for r in section['summary'])} rounds) on {section['date']}.\n")
 
 
 def _rerun(run: dict[str, Any] | None, what: str) -> str:

@@ -22,6 +22,7 @@ from .servers import BENCH_LIMIT, Variant, cpu_seconds
 
 MESSAGE = "tell me a story"  # the demo model's long answer, cut at STREAM_TOKENS
 STREAM_TOKENS = 32
+REPLIES_SMALL, REPLIES_LARGE = 6, 2  # replies per connection: up to 100 streams, and above
 
 
 def token_budgets() -> dict[str, str]:
@@ -87,8 +88,9 @@ def run_streaming(chosen: list[Variant], sizes: list[int], *, rounds: int,
     for number in range(rounds):
         shift = number % len(chosen)
         for streams in sizes:
-            # A hundred streams ask for two replies each, so connections are reused too.
-            replies = 2 if streams <= 100 else 1
+            # Several replies a connection: one run's TTFT is then a median over a few hundred
+            # replies, not over one burst, which a single hiccup of the machine moved by 50%.
+            replies = REPLIES_SMALL if streams <= 100 else REPLIES_LARGE
             for variant in chosen[shift:] + chosen[:shift]:
                 row = measure_streams(variant, streams, replies)
                 row["round"] = number + 1

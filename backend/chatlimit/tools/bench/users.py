@@ -196,15 +196,36 @@ def measure_point(variant: Variant, wrk: Wrk, seconds: float, warmup: float, off
     return row
 
 
+def pairs(chosen: list[Variant]) -> list[tuple[Variant, ...]]:
+    """What each round measures: every point beside a run of its storage's one-user point, so
+    a ratio divides two runs made within seconds of each other (a shared machine drifts over
+    the minutes a whole round takes). A storage with no other point runs its one user alone."""
+    found: list[tuple[Variant, ...]] = []
+    for storage in dict.fromkeys(v.storage for v in chosen):
+        mine = [v for v in chosen if v.storage == storage]
+        one = next((v for v in mine if users_of(v) == 1), None)
+        others = [v for v in mine if v is not one]
+        if one is None:
+            found += [(v,) for v in others]
+        else:
+            found += [(one, v) for v in others] or [(one,)]
+    return found
+
+
 def run_curve(chosen: list[Variant], wrk: Wrk, *, rounds: int, seconds: float, warmup: float,
               echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
     rows = []
+    planned = pairs(chosen)
     for number in range(rounds):
-        shift = number % len(chosen)
-        for variant in chosen[shift:] + chosen[:shift]:
-            row = measure_point(variant, wrk, seconds, warmup, offset=number * 7919)
-            row["round"] = number + 1
-            rows.append(row)
-            echo(f"users round {number + 1}/{rounds} {variant.name:>20}: {row['rps']:8.0f} "
-                 f"req/s  p99 {row['p99_ms']:6.2f} ms  app CPU {row['app_cpu_us']:6.1f} µs/req")
+        shift = number % len(planned)
+        for pair in planned[shift:] + planned[:shift]:
+            # Which of the two goes first alternates by round.
+            for variant in pair if number % 2 == 0 else pair[::-1]:
+                row = measure_point(variant, wrk, seconds, warmup, offset=number * 7919)
+                row["round"] = number + 1
+                row["pair"] = users_of(pair[-1])  # the point this run is paired for
+                rows.append(row)
+                echo(f"users round {number + 1}/{rounds} {variant.name:>20}: "
+                     f"{row['rps']:8.0f} req/s  p99 {row['p99_ms']:6.2f} ms  "
+                     f"app CPU {row['app_cpu_us']:6.1f} µs/req")
     return rows
