@@ -414,8 +414,10 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             # A request without its route's reservation takes a slot and reserves nothing.
             ask = None if peek else ask_of(request) or Ask(0, 0)
             budget_keys, lease = budget.keys(user)
-            if prefix:
+            if prefix:  # every key of the call, the lease set's too: apps sharing a storage
                 budget_keys = [f"{prefix}:{key}" for key in budget_keys]
+                if lease is not None:
+                    lease = replace(lease, key=f"{prefix}:{lease.key}")
             whole, degraded = await self.breaker.count(
                 [*keys, *budget_keys], [*plan.items, *budget.items],
                 [*costs, *([ask.tokens if ask else 1] * len(budget_keys))],

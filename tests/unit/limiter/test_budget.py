@@ -1,9 +1,12 @@
-"""TokenBudget: each user's token keys and lease set are worked out once and stay bounded."""
+"""TokenBudget: each user's keys worked out once and bounded, leases renewed when due, and
+every key of an app's own (key_prefix), its lease set too."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from limits import parse
 
 from chatlimit.limiter import Breaker
@@ -67,3 +70,37 @@ def test_a_heartbeat_renews_only_the_leases_older_than_a_sixth_of_their_ttl() ->
 
     renewed, ids = asyncio.run(first_beat())
     assert renewed == [ids["old"]]
+
+
+def test_a_key_prefix_keeps_the_stream_slots_of_two_apps_on_one_storage_apart() -> None:
+    # Limiter(key_prefix=...) namespaces every key of the admission, the lease set included:
+    # one app's reply in flight must not take the other app's only slot.
+    from slowapi.errors import RateLimitExceeded
+    from starlette.requests import Request
+
+    from chatlimit.limiter import ChatLimiter
+
+    shared = MemoryCounter("fixed-window")
+
+    def app(prefix: str) -> Any:
+        breaker = Breaker(shared, MemoryCounter("fixed-window"))
+        limiter = ChatLimiter(key_func=lambda request: "address:user", breaker=breaker,
+                              strategy="fixed-window", key_prefix=prefix)
+
+        @limiter.limit("100/minute")
+        async def chat(request: Request) -> str:
+            return "ok"
+
+        limiter.add_budget(chat, TokenBudget([], 1, 30.0, strategy="fixed-window", scope="chat",
+                                             breaker=breaker))  # one reply in flight at once
+        return chat
+
+    def request() -> Request:
+        return Request({"type": "http", "method": "POST", "path": "/chat", "headers": [],
+                        "query_string": b"", "client": ("203.0.113.1", 5000)})
+
+    first, second = app("app-a"), app("app-b")
+    assert asyncio.run(first(request=request())) == "ok"  # holds app-a's one slot
+    assert asyncio.run(second(request=request())) == "ok"  # app-b's own slot is free
+    with pytest.raises(RateLimitExceeded):
+        asyncio.run(first(request=request()))  # app-a's slot is still taken
