@@ -95,6 +95,36 @@ def test_streaming_is_judged_against_limiter_off_in_the_same_round() -> None:
                       "tokens/s, limiter off ÷ on": True, "storage calls per reply": True}
 
 
+def test_a_run_of_some_sections_replaces_only_those_in_the_report_it_remeasures() -> None:
+    from chatlimit.tools.bench.report import merge
+
+    def streams(ttft_on: float) -> dict[str, Any]:
+        def run(variant: str, ttft: float) -> dict[str, Any]:
+            return {"variant": variant, "streams": 100, "round": 1, "ttft_p50_ms": ttft,
+                    "ttft_p99_ms": ttft, "tokens_per_s_p50": 30, "tokens_per_s_total": 30,
+                    "app_cpu_ms_per_reply": 1.0, "storage_calls_per_reply": 2.0, "non_200": 0,
+                    "errors": 0}
+        return summarise_streams([run("stream-off", 10), run("stream-redis", ttft_on)])
+
+    main = [_row("baseline", 1, 1000), _row("redis-fw", 1, 950, 108)]
+    full = {"config": {"rounds": 3, "streams": [100]}, "machine": {"date": "the full run"},
+            "summary": summarise(main, ["baseline", "redis-fw"]), "runs": main, "targets": [],
+            "users": {"summary": []}, "streams": streams(20), "ceiling": [{"calls": 1}]}
+    again = {"config": {"rounds": 5, "streams": [100], "sections": ["streams"]},
+             "machine": {"date": "the re-run", "load_before": [0.5], "wall_seconds": 60.0},
+             "summary": [], "runs": [], "targets": [], "streams": streams(10.5)}
+
+    merged = merge(full, again, {"streams"})
+    for kept in ("summary", "runs", "users", "ceiling", "machine"):
+        assert merged[kept] == full[kept], kept
+    assert merged["config"]["rounds"] == 3  # the main table's rounds, not the re-run's
+    assert merged["streams"]["date"] == "the re-run"
+    assert merged["streams"]["summary"] == again["streams"]["summary"]
+    judged = {(t["variant"], t["what"]): t["met"] for t in merged["targets"]}
+    assert judged[("stream-redis x100", "TTFT p50 ÷ limiter off")] is True  # 1.05, the re-run's
+    assert judged[("redis-fw", "req/s ÷ limiter off")] is True  # the main table, kept
+
+
 def test_the_checked_in_report_is_what_the_code_renders_from_its_raw_run(
         tmp_path: Path) -> None:
     # docs/benchmarks.md is regenerated from docs/benchmarks.json, charts included: a change to

@@ -9,6 +9,7 @@ baseline of the same round, so a noisy neighbour slows both sides of a ratio ali
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import tempfile
@@ -136,6 +137,11 @@ def main(args: argparse.Namespace) -> int:
     machine["load_after"] = bench_report.load_average()
     machine["wall_seconds"] = round(time.time() - started, 1)
     report["targets"] = evaluate(report)
+    existing = out / "benchmarks.json"
+    if not quick and sections != set(SECTIONS) and existing.exists():
+        # A re-run of some sections lands in the report it re-measures, never over it.
+        report = bench_report.merge(json.loads(existing.read_text()), report, sections)
+        print(f"merged the sections run ({', '.join(sorted(sections))}) into {existing}")
     paths = bench_report.write(report, out)
     print(bench_report.table(report))
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -173,6 +173,33 @@ def build(
     }
 
 
+# The config keys that belong to one section; the rest describe the main table's runs.
+_SECTION_CONFIG = {"users": ("users", "memory_users"), "streams": ("streams",)}
+
+
+def merge(full: dict[str, Any], run: dict[str, Any], sections: set[str]) -> dict[str, Any]:
+    """A run of some sections (`--sections`) folded into the full report it re-measures, so a
+    re-run never drops the other sections: each section it ran replaces the report's own and
+    is marked with the run's date (the report says which run each section comes from)."""
+    from .targets import evaluate
+
+    merged = {**full, "config": dict(full.get("config", {}))}
+    if "main" in sections:
+        own = {k for keys in _SECTION_CONFIG.values() for k in keys} | {"sections"}
+        merged["summary"], merged["runs"] = run["summary"], run["runs"]
+        merged["config"].update({k: v for k, v in run["config"].items() if k not in own})
+        merged["main_run"] = {k: run["machine"][k]
+                              for k in ("date", "load_before", "wall_seconds")}
+    for name, keys in _SECTION_CONFIG.items():
+        if name in sections and run.get(name):
+            merged[name] = {**run[name], "date": run["machine"]["date"]}
+            merged["config"].update({k: run["config"][k] for k in keys if k in run["config"]})
+    if "ceiling" in sections and run.get("ceiling"):
+        merged["ceiling"] = run["ceiling"]
+    merged["targets"] = evaluate(merged)
+    return merged
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
