@@ -138,13 +138,12 @@ class TokenBudget:
         while self._held:
             await asyncio.sleep(self.lease_ttl / 3)
             now = loop.time()
-            due = [t for t in self._held
+            due = [(t, t.lease) for t in self._held
                    if t.lease is not None and now - t.renewed >= self.lease_ttl / 6]
-            for ticket in due:
+            for ticket, _ in due:
                 ticket.renewed = now
-            await asyncio.gather(*(self.breaker.renew(t.lease, degraded=t.degraded)
-                                   for t in due if t.lease is not None),
-                                 return_exceptions=True)
+            await asyncio.gather(*(self.breaker.renew(lease, degraded=t.degraded)
+                                   for t, lease in due), return_exceptions=True)
 
     def keys(self, identity: str) -> tuple[tuple[str, ...], Lease | None]:
         known = self._keys.get(identity)

@@ -30,6 +30,7 @@ EXPOSED = ("Retry-After", "X-Served-By", "X-RateLimit-Limit", "X-RateLimit-Remai
            "X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Tokens",
            "X-RateLimit-Reset-Tokens")
 STREAMS_POLICY = "streams"
+STREAMS_STATE = f'"{STREAMS_POLICY}";r='.encode("latin-1")  # the start of its RateLimit item
 
 
 def policy_name(item: RateLimitItem) -> str:
@@ -65,7 +66,6 @@ class BudgetHeads:
 
     policies: bytes
     token_states: tuple[bytes, ...]  # per token limit: b'"tokens-...";r='
-    streams_state: bytes  # b'"streams";r=' (used only with MAX_STREAMS)
 
 
 def budget_heads(items: Sequence[RateLimitItem], max_streams: int | None) -> BudgetHeads:
@@ -76,7 +76,6 @@ def budget_heads(items: Sequence[RateLimitItem], max_streams: int | None) -> Bud
     return BudgetHeads(
         ", ".join(policies).encode("latin-1"),
         tuple(f'"{token_policy_name(i)}";r='.encode("latin-1") for i in items),
-        f'"{STREAMS_POLICY}";r='.encode("latin-1"),
     )
 
 
@@ -88,7 +87,7 @@ def _budget_headers(decision: Decision) -> tuple[bytes, bytes, list[tuple[bytes,
     states = [b"%s%d;t=%d" % (start, quota.remaining, ceil_seconds(quota.reset_after))
               for start, quota in zip(heads.token_states, standing.tokens, strict=True)]
     if standing.streams is not None:
-        states.append(b"%s%d" % (heads.streams_state, standing.streams.remaining))
+        states.append(b"%s%d" % (STREAMS_STATE, standing.streams.remaining))
     extra: list[tuple[bytes, bytes]] = []
     shown = standing.token_quota
     if shown is not None:
