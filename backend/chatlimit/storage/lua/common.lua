@@ -21,8 +21,10 @@ local function lease_state(key, limit, now, peek)
     count = redis.call('ZCARD', key)
   end
   local reset = 0
-  local first = redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  if first[2] then reset = tonumber(first[2]) - now end
+  if count > 0 then  -- an empty set has no first lease to wait for: one command saved
+    local first = redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if first[2] then reset = tonumber(first[2]) - now end
+  end
   local free = limit - count
   if free < 0 then free = 0 end
   return free, reset
