@@ -123,6 +123,11 @@ def test_a_run_of_some_sections_replaces_only_those_in_the_report_it_remeasures(
     judged = {(t["variant"], t["what"]): t["met"] for t in merged["targets"]}
     assert judged[("stream-redis x100", "TTFT p50 ÷ limiter off")] is True  # 1.05, the re-run's
     assert judged[("redis-fw", "req/s ÷ limiter off")] is True  # the main table, kept
+    assert "ceiling_date" not in merged  # the ceiling is the full run's
+
+    again["ceiling"] = [{"calls": 2}]
+    merged = merge(full, again, {"ceiling"})
+    assert merged["ceiling"] == [{"calls": 2}] and merged["ceiling_date"] == "the re-run"
 
 
 def test_the_checked_in_report_is_what_the_code_renders_from_its_raw_run(

@@ -209,7 +209,7 @@ pipelined 16 deep; one user (the same two keys) and a million (`-r`, redis-bench
 randomiser). Nothing else of the bench runs meanwhile (whatever else shares the machine
 still does), so it shows what Redis allows; the last columns put one app's end-to-end req/s
 (main table, one user) beside it.
-
+{_measured_again(report.get("ceiling_date"))}
 {ceiling_table(ceiling, report["summary"])}
 """)
     return "".join(out)
@@ -224,10 +224,16 @@ def _own_run(section: dict[str, Any], name: str) -> str:
             f"{max(r['rounds'] for r in section['summary'])} rounds) on {section['date']}.\n")
 
 
+def _measured_again(date: str | None) -> str:
+    """The ceiling, when a run of some sections (`--sections ceiling`) measured it again."""
+    return f"\nThis section was measured again on {date} (`--sections ceiling`).\n" if date else ""
+
+
 def _rerun(run: dict[str, Any] | None, what: str) -> str:
     """A section re-run on its own (`--sections`) and merged into the report: when and how busy."""
     if not run:
         return ""
     return (f"\nThe {what} comes from its own run (`--sections main`) on {run['date']}, "
             f"load average {run['load_before'][0]} before it, {run['wall_seconds']:.0f} s long; "
-            "the sections below are from the full run this report was written from.\n")
+            "a section below that names no run of its own comes from the full run this report "
+            "was written from.\n")

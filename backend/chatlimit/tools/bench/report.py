@@ -195,7 +195,7 @@ def merge(full: dict[str, Any], run: dict[str, Any], sections: set[str]) -> dict
             merged[name] = {**run[name], "date": run["machine"]["date"]}
             merged["config"].update({k: run["config"][k] for k in keys if k in run["config"]})
     if "ceiling" in sections and run.get("ceiling"):
-        merged["ceiling"] = run["ceiling"]
+        merged["ceiling"], merged["ceiling_date"] = run["ceiling"], run["machine"]["date"]
     merged["targets"] = evaluate(merged)
     return merged
 
