@@ -392,11 +392,15 @@ def test_chatlimit_cluster_shows_the_guides_six_requests_and_leaves_no_process_a
     assert [pid for pid in children if _alive(pid)] == []
 
 
-def test_chatlimit_cluster_killed_outright_still_takes_its_processes_with_it() -> None:
+def test_chatlimit_cluster_killed_outright_still_takes_its_processes_with_it(
+    tmp_path: Path,
+) -> None:
     port = free_port()
+    # TMPDIR: a SIGKILL leaves its work folder (logs, Redis data) behind; pytest's, not /tmp.
     cluster = subprocess.Popen(
         [sys.executable, "-m", "chatlimit", "cluster", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **PATIENT},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, **PATIENT, "TMPDIR": str(tmp_path)},
     )
     try:
         _read_until(cluster, "Ctrl-C")

@@ -95,6 +95,8 @@ class TokenBudget:
         # The largest reservation that can ever fit: a tiny budget must not refuse everything.
         self.ceiling = min((i.amount for i in self.items), default=None)
         self.heads = budget_heads(self.items, max_streams)
+        # The limiter's key_prefix (Limiter.add_budget sets it): apps sharing a storage.
+        self.prefix = ""
         # Per user: the token keys and the lease set's key (bounded, as Plans.named is).
         self._keys: dict[str, tuple[tuple[str, ...], str]] = {}
         # The replies in flight that hold a lease, and the one heartbeat that renews them all.
@@ -150,9 +152,10 @@ class TokenBudget:
         if known is None:
             if len(self._keys) > CACHE_BOUND:
                 self._keys.clear()
+            prefix = f"{self.prefix}:" if self.prefix else ""
             known = self._keys[identity] = (
-                tuple([key_for(identity, suffix) for suffix in self.suffixes]),
-                key_for(identity, self.lease_suffix))
+                tuple([prefix + key_for(identity, suffix) for suffix in self.suffixes]),
+                prefix + key_for(identity, self.lease_suffix))
         keys, lease_key = known
         lease = Lease(lease_key, _lease_id(), self.max_streams, self.lease_ttl) \
             if self.max_streams else None

@@ -215,6 +215,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
     def add_budget(self, route: Callable[..., Any], budget: TokenBudget) -> None:
         """Count `route`'s token budget and stream slots in the same call as its limits."""
         if budget.active:
+            budget.prefix = self._key_prefix  # every key of the call, the lease set's too
             self._budgets[route_name(route)] = budget
             self.observer.declare(budget.items, ("tokens",) * len(budget.items))
 
@@ -398,7 +399,6 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
         self, request: Request, plan: Plan, identities: Sequence[str], keys: Sequence[str],
         costs: Sequence[int], *, peek: bool, budget: TokenBudget | None = None,
     ) -> Decision:
-        prefix = self._key_prefix
         # Each limit is charged its own cost, as slowapi does.
         user, ask, lease = "", None, None
         budget_keys: Sequence[str] = ()
@@ -413,11 +413,7 @@ class Limiter(SlowapiSurface, SlowapiLimiter):
             user = identities[plan.own[0]]
             # A request without its route's reservation takes a slot and reserves nothing.
             ask = None if peek else ask_of(request) or Ask(0, 0)
-            budget_keys, lease = budget.keys(user)
-            if prefix:  # every key of the call, the lease set's too: apps sharing a storage
-                budget_keys = [f"{prefix}:{key}" for key in budget_keys]
-                if lease is not None:
-                    lease = replace(lease, key=f"{prefix}:{lease.key}")
+            budget_keys, lease = budget.keys(user)  # key_prefix'd, as keys are
             whole, degraded = await self.breaker.count(
                 [*keys, *budget_keys], [*plan.items, *budget.items],
                 [*costs, *([ask.tokens if ask else 1] * len(budget_keys))],
