@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from http import HTTPStatus
 from pathlib import Path
 
@@ -271,14 +272,22 @@ def test_streamed_replies_are_timed_and_their_storage_calls_counted_by_redis(
         token_budgets,
     )
 
-    chosen = [v for v in stream_variants() if v.name == "stream-redis"]
+    # The demo model in the app, and as its own process behind the openai SDK (-upstream).
+    chosen = [v for v in stream_variants() if v.name.startswith("stream-redis")]
+    assert [v.upstream for v in chosen] == [False, True]
     with running(chosen, tmp_path):
-        row = measure_streams(chosen[0], streams=3, replies=2)
-    assert row["ok"] == 6 and row["errors"] == 0
-    assert row["tokens"] == 6 * STREAM_TOKENS
-    assert 0 < row["ttft_p50_ms"] <= row["ttft_p99_ms"]
-    # Admission, and settlement where token budgets exist: counted by Redis, exactly.
-    assert row["storage_calls_per_reply"] == (2 if token_budgets() else 1)
+        rows = [measure_streams(variant, streams=3, replies=2) for variant in chosen]
+        upstream = chosen[1].extra["LLM_BASE_URL"]
+        ledger = json.loads(urllib.request.urlopen(f"{upstream}/ledger", timeout=5).read())
+    for row in rows:
+        assert row["ok"] == 6 and row["errors"] == 0
+        assert row["tokens"] == 6 * STREAM_TOKENS
+        assert 0 < row["ttft_p50_ms"] <= row["ttft_p99_ms"]
+        # Admission, and settlement where token budgets exist: counted by Redis, exactly.
+        assert row["storage_calls_per_reply"] == (2 if token_budgets() else 1)
+    # The upstream variant's replies came from the model process, and only its: a warm-up
+    # reply per stream, then the six measured.
+    assert ledger["total"]["requests"] == 3 + 6
 
 
 @pytest.mark.redis

@@ -95,6 +95,26 @@ def test_streaming_is_judged_against_limiter_off_in_the_same_round() -> None:
                       "tokens/s, limiter off ÷ on": True, "storage calls per reply": True}
 
 
+def test_the_upstream_pair_divides_by_limiter_off_upstream_and_is_shown_not_judged() -> None:
+    def run(variant: str, ttft: float, upstream: bool) -> dict[str, Any]:
+        return {"variant": variant, "upstream": upstream, "streams": 100, "round": 1,
+                "ttft_p50_ms": ttft, "ttft_p99_ms": ttft, "tokens_per_s_p50": 30,
+                "tokens_per_s_total": 30, "app_cpu_ms_per_reply": 1.0,
+                "storage_calls_per_reply": 2.0 if "redis" in variant else None, "non_200": 0,
+                "errors": 0}
+
+    streams = summarise_streams([
+        run("stream-off-upstream", 40, True), run("stream-off", 10, False),
+        run("stream-redis-upstream", 42, True), run("stream-redis", 15, False)])
+    rows = {r["variant"]: r for r in streams["summary"]}
+    assert rows["stream-redis-upstream"]["ttft_p50_ratio"] == 1.05  # 42 / 40, not 42 / 10
+    assert rows["stream-redis"]["ttft_p50_ratio"] == 1.5
+    assert [r["variant"] for r in streams["summary"]] == [
+        "stream-off", "stream-redis", "stream-off-upstream", "stream-redis-upstream"]
+    judged = {t["variant"] for t in evaluate({"summary": [], "streams": streams})}
+    assert judged == {"stream-redis x100"}
+
+
 def test_a_run_of_some_sections_replaces_only_those_in_the_report_it_remeasures() -> None:
     from chatlimit.tools.bench.report import merge
 

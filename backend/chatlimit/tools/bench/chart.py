@@ -59,7 +59,9 @@ def streams_png(report: dict[str, Any], path: Path) -> Path | None:
     """Per number of concurrent streams: time to first token with the limiter on ÷ off (p50
     and p99, same round, with the target), and app CPU per reply, off beside on."""
     plt = _pyplot()
-    rows = (report.get("streams") or {}).get("summary")
+    # The in-app model's rows, those the targets judge (the table has the upstream pair).
+    rows = [r for r in (report.get("streams") or {}).get("summary") or []
+            if not r.get("upstream")]
     if plt is None or not rows:
         return None
     counts = sorted({r["streams"] for r in rows})

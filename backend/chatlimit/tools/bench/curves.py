@@ -55,13 +55,21 @@ def summarise_users(rows: list[dict[str, Any]], fills: dict[str, dict[str, Any]]
 
 
 def summarise_streams(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    off = {(r["streams"], r["round"]): r for r in rows if r["variant"] == "stream-off"}
+    from .streaming import baseline_of
+
+    # Each row is divided by limiter off with the same model (in the app, or upstream).
+    off = {(r["variant"], r["streams"], r["round"]): r for r in rows
+           if r["variant"] == baseline_of(r.get("upstream", False))}
     summary = []
     for name, streams in dict.fromkeys((r["variant"], r["streams"]) for r in rows):
         mine = [r for r in rows if r["variant"] == name and r["streams"] == streams]
-        paired = [(r, off[(streams, r["round"])]) for r in mine if (streams, r["round"]) in off]
+        upstream = mine[0].get("upstream", False)
+        base = baseline_of(upstream)
+        paired = [(r, off[(base, streams, r["round"])]) for r in mine
+                  if (base, streams, r["round"]) in off]
         row: dict[str, Any] = {
-            "variant": name, "streams": streams, "rounds": len(mine),
+            "variant": name, "streams": streams, "rounds": len(mine), "upstream": upstream,
+            "baseline": base,
             "ttft_p50_ms": _median([r["ttft_p50_ms"] for r in mine]),
             "ttft_p99_ms": _median([r["ttft_p99_ms"] for r in mine]),
             "tokens_per_s_p50": _median([r["tokens_per_s_p50"] for r in mine]),
@@ -79,8 +87,8 @@ def summarise_streams(rows: list[dict[str, Any]]) -> dict[str, Any]:
                       for r, o in paired if (r[field] if invert else o[field])]
             row[key], row[f"{key}_min"], row[f"{key}_max"] = _spread(values)
         summary.append(row)
-    # Per size, limiter off first: the row each ratio divides by.
-    summary.sort(key=lambda r: (r["streams"], r["variant"] != "stream-off"))
+    # Per size and model, limiter off first: the row each ratio divides by.
+    summary.sort(key=lambda r: (r["streams"], r["upstream"], r["variant"] != r["baseline"]))
     return {"summary": summary, "runs": rows}
 
 

@@ -110,6 +110,23 @@ through FastAPI on one worker, so the fair comparison is the time the limiter *a
 """
 
 
+def _upstream_note(streams: dict[str, Any]) -> str:
+    """What the `-upstream` rows are, when the run has them."""
+    if not any(r.get("upstream") for r in streams["summary"]):
+        return ""
+    from .streaming import UPSTREAM_MAX_STREAMS
+
+    return f"""
+The targets judge the rows above, where the demo model runs inside the app: the cheapest
+stream there is, so the limiter's share of it is as large as it gets. The `-upstream` pair is
+the deployment of `docker-compose.scaled.yml`: the same demo model as its own process
+(`chatlimit model`), reached through the openai SDK (`LLM_BASE_URL`), and divided by limiter
+off with the same upstream. It runs up to {UPSTREAM_MAX_STREAMS:,} streams: the SDK's own CPU
+per reply (the CPU column) puts a thousand streams on two shared cores in a queue of seconds
+on both sides, whose ratio is noise.
+"""
+
+
 def sections(report: dict[str, Any], users_chart: bool, streams_chart: bool = False) -> str:
     from .curves import bytes_table, ceiling_table, streams_table, users_table
 
@@ -193,7 +210,7 @@ ended) and divided by replies: below two means some admissions never reached Red
 Redis stayed silent past `REDIS_SOCKET_TIMEOUT` (0.25 s, counted from the write) and the
 breaker counted in the replica's memory for a while (fail open, the default). Ratios are to
 limiter off in the same round.
-
+{_upstream_note(streams)}
 {streams_table(streams)}
 {"![Time to first token and CPU per reply, limiter off and on](benchmarks-streams.png)"
  if streams_chart else ""}

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...strategies import STRATEGIES
-from ..processes import Process, RedisServer, chatlimit_argv, free_port, wait_until
+from ..processes import (
+    ModelServer,
+    Process,
+    RedisServer,
+    chatlimit_argv,
+    free_port,
+    wait_until,
+)
 
 # So high that nothing is ever refused: the bench measures the cost of counting.
 BENCH_LIMIT = "1000000/minute"
@@ -32,6 +39,9 @@ class Variant:
     app_pids: list[int] = field(default_factory=list)  # whose CPU time counts as the app's
     stoppers: list[Callable[[], object]] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)  # more environment (users curve)
+    # True: the model is `chatlimit model`, its own process, reached through the openai SDK
+    # (LLM_BASE_URL), as in the scaled deployment; False: the demo model inside the app.
+    upstream: bool = False
 
     def env(self) -> dict[str, str]:
         engine = {"RATE_LIMIT_ENGINE": self.engine} if self.engine == "slowapi" else {}
@@ -153,10 +163,17 @@ def _start_cluster(variant: Variant, workdir: Path, redis: RedisServer) -> None:
 def running(chosen: list[Variant], workdir: Path) -> Iterator[list[Variant]]:
     """Start every variant's servers (the single apps in parallel); stop them all at the end."""
     redis: RedisServer | None = None
+    model: ModelServer | None = None
     processes: list[tuple[Variant, Process]] = []
     try:
         if any(v.storage == "redis" for v in chosen):
             redis = RedisServer(workdir, name="bench-redis").start()
+        if any(v.upstream for v in chosen):  # one model for them all: they run in turn
+            model = ModelServer(workdir, "bench-model", log_level="warning",
+                                access_log="false").start()
+            for variant in chosen:
+                if variant.upstream:
+                    variant.extra = {**variant.extra, "LLM_BASE_URL": model.api_url}
         for variant in chosen:
             if not variant.replicas:
                 own = redis if variant.storage == "redis" else None
@@ -178,3 +195,5 @@ def running(chosen: list[Variant], workdir: Path) -> Iterator[list[Variant]]:
                     stop()
         if redis is not None:
             redis.stop()
+        if model is not None:
+            model.stop()

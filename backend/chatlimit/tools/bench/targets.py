@@ -56,7 +56,8 @@ def evaluate(report: dict[str, Any]) -> list[dict[str, Any]]:
                                  row["ratio"], "<=", BYTES_VS_LIMITS))
     streams = report.get("streams") or {}
     for row in streams.get("summary", []):
-        if row["variant"] == "stream-off":
+        # The targets are the in-app model's rows; the upstream pair is shown beside them.
+        if row["variant"] == row.get("baseline", "stream-off") or row.get("upstream"):
             continue
         label = f"{row['variant']} x{row['streams']}"
         for what, key in (("TTFT p50 ÷ limiter off", "ttft_p50_ratio"),
