@@ -23,7 +23,7 @@ from .servers import BENCH_LIMIT, Variant, cpu_seconds
 MESSAGE = "tell me a story"  # the demo model's long answer, cut at STREAM_TOKENS
 STREAM_TOKENS = 32
 REPLIES_SMALL, REPLIES_LARGE = 6, 2  # replies per connection: up to 100 streams, and above
-# Through the openai SDK a reply costs the app ~5x the CPU of the in-process model: at 1,000
+# Through the openai SDK a reply costs the app ~3.6x the CPU of the in-process model: at 1,000
 # streams on two shared cores both sides queue for seconds, and their ratio says nothing.
 UPSTREAM_MAX_STREAMS = 100
 
