@@ -5,6 +5,7 @@ part has arrived, or raise the UpstreamError that says why not."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -113,6 +114,26 @@ async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     # An event the stream ended inside of is dropped, as the spec says: it may be half of one.
 
 
+def _parts_of(data: bytes) -> list[Part]:
+    """What one chunk of an OpenAI-compatible stream carries: its text, then its usage; a
+    chunk a model should not send ends the reply (UpstreamCut)."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise UpstreamCut("The model sent a chunk that is not JSON.") from None
+    if not isinstance(chunk, dict):
+        raise UpstreamCut("The model sent a chunk that is not a JSON object.")
+    if chunk.get("error"):
+        raise UpstreamCut("The model's stream broke off with an error.")
+    parts: list[Part] = [str(content) for choice in chunk.get("choices") or ()
+                         if (content := (choice.get("delta") or {}).get("content"))]
+    usage = chunk.get("usage")
+    if usage:
+        parts.append(Usage(int(usage.get("prompt_tokens") or 0),
+                           int(usage.get("completion_tokens") or 0)))
+    return parts
+
+
 def _retry_after(error: openai.APIStatusError) -> int:
     value = error.response.headers.get("retry-after", "")
     try:
@@ -160,45 +181,31 @@ class OpenAIModel:
             # The hashed user key (never an address), so the upstream's bill is per user.
             user=user,
         )
-        try:
-            response = await request.__aenter__()
-        except openai.APITimeoutError:
-            raise UpstreamTimeout(f"The model sent nothing within {self.timeout:g} s.") from None
-        except openai.APIConnectionError:
-            raise UpstreamUnavailable("The model cannot be reached.") from None
-        except openai.RateLimitError as exc:
-            raise UpstreamBusy("The model is busy (it answered 429); try again shortly.",
-                               retry_after=_retry_after(exc)) from None
-        except openai.APIStatusError as exc:
-            log.warning("the model answered %s", exc.status_code)
-            raise UpstreamError(f"The model answered {exc.status_code}.") from None
-        try:
-            async for data in sse_data(response.iter_bytes()):
-                if data == b"[DONE]":
-                    continue  # read on to the body's end, so the connection is reused
-                try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    raise UpstreamCut("The model sent a chunk that is not JSON.") from None
-                if not isinstance(chunk, dict):
-                    raise UpstreamCut("The model sent a chunk that is not a JSON object.")
-                if chunk.get("error"):
-                    raise UpstreamCut("The model's stream broke off (APIError).")
-                usage = chunk.get("usage")
-                if usage:
-                    yield Usage(int(usage.get("prompt_tokens") or 0),
-                                int(usage.get("completion_tokens") or 0))
-                for choice in chunk.get("choices") or ():
-                    content = (choice.get("delta") or {}).get("content")
-                    if content:
-                        yield str(content)
-        except UpstreamError:
-            raise
-        except Exception as exc:  # the connection dropped or timed out mid-reply
-            raise UpstreamCut(f"The model's stream broke off ({type(exc).__name__}).") \
-                from None
-        finally:
-            await request.__aexit__(None, None, None)
+        async with contextlib.AsyncExitStack() as closing:  # the response, on every way out
+            try:
+                response = await closing.enter_async_context(request)
+            except openai.APITimeoutError:
+                raise UpstreamTimeout(
+                    f"The model sent nothing within {self.timeout:g} s.") from None
+            except openai.APIConnectionError:
+                raise UpstreamUnavailable("The model cannot be reached.") from None
+            except openai.RateLimitError as exc:
+                raise UpstreamBusy("The model is busy (it answered 429); try again shortly.",
+                                   retry_after=_retry_after(exc)) from None
+            except openai.APIStatusError as exc:
+                log.warning("the model answered %s", exc.status_code)
+                raise UpstreamError(f"The model answered {exc.status_code}.") from None
+            try:
+                async for data in sse_data(response.iter_bytes()):
+                    if data == b"[DONE]":
+                        continue  # read on to the body's end, so the connection is reused
+                    for part in _parts_of(data):
+                        yield part
+            except UpstreamError:
+                raise
+            except Exception as exc:  # the connection dropped or timed out mid-reply
+                raise UpstreamCut(f"The model's stream broke off ({type(exc).__name__}).") \
+                    from None
 
     async def aclose(self) -> None:
         await self.client.close()
