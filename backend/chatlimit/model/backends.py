@@ -169,8 +169,8 @@ class OpenAIModel:
     async def _parts(self, turns: Sequence[Turn], user: str,
                      max_tokens: int) -> AsyncGenerator[Part, None]:
         # The SDK makes the request (base URL, key, timeout, its errors); the chunks are read
-        # as plain JSON: building the SDK's typed object per chunk was 40% of the app's CPU
-        # per streamed reply (README, Benchmarks).
+        # as plain JSON: building the SDK's typed object per chunk was 40% of the app's time
+        # on a streamed reply, under cProfile (README, Benchmarks).
         request = self.client.chat.completions.with_streaming_response.create(
             model=self.name,
             messages=cast(Any, [t.as_message() for t in turns]),
