@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -44,10 +45,46 @@ def find_binary(name: str) -> str:
     return found
 
 
+# Ports below this are left to services people run (8000, 8080, 6379...).
+PORT_FLOOR = 15000
+_handed_out: set[int] = set()
+_random = random.Random()  # its own: a test seeding the module's must not make picks repeat
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux's default if unread)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, for a server about to start.
+
+    Picked below the kernel's ephemeral range, not by bind(0): a port from bind(0) is one the
+    next outgoing connection (a Redis client, a cluster node dialling another) may take as its
+    local port before our server binds it, as CI saw once (nginx: "Address already in use" on
+    a port picked seconds before). Random, so two processes picking at once rarely meet, and
+    never the same port twice in one process."""
+    low, _ = ephemeral_range()
+    if low - PORT_FLOOR < 1000:  # an unusual range leaves no room below it
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = _random.randrange(PORT_FLOOR, low)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port between {PORT_FLOOR} and {low}")
 
 
 def wait_until(
