@@ -100,6 +100,12 @@ def wait_until(
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
 
 
+def claim(*ports: int) -> None:
+    """Ports this process was told to use (`--port`): free_port never hands them out, so a
+    Redis node started before nginx cannot take nginx's port (CI saw that once)."""
+    _handed_out.update(ports)
+
+
 def port_holder(port: int, host: str = "127.0.0.1") -> str | None:
     """Who already listens on host:port ("nginx (pid 812)", or "another process" when /proc
     does not say), or None when the port can be bound. Asked before anything starts, so a taken

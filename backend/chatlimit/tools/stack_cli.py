@@ -78,7 +78,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    from .processes import MissingBinary, port_holder
+    from .processes import MissingBinary, claim, port_holder
     from .redis_topologies import start_redis
     from .stack import LocalStack, StackError
 
@@ -91,6 +91,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         print(f"chatlimit cluster: port {args.prometheus_port} is taken by {holder}; "
               "choose another with --prometheus-port N", file=sys.stderr)
         return 1
+    claim(args.port, *([args.prometheus_port] if args.prometheus else []))
     storage = cluster_storage(args.storage, load_settings())
     if storage.startswith("chatlimit cluster:"):
         print(storage, file=sys.stderr)

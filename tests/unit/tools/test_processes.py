@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import socket
 
-from chatlimit.tools.processes import PORT_FLOOR, ephemeral_range, free_port
+import pytest
+
+from chatlimit.tools import processes
+from chatlimit.tools.processes import PORT_FLOOR, claim, ephemeral_range, free_port
 
 
 def test_free_port_is_below_the_range_outgoing_connections_take_their_ports_from() -> None:
@@ -38,3 +41,14 @@ def test_free_port_skips_a_port_something_listens_on() -> None:
     finally:
         for sock in listeners:
             sock.close()
+
+
+def test_free_port_never_hands_out_a_port_the_process_was_told_to_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(processes, "_handed_out", set())  # this test's claims stay here
+    low, _ = ephemeral_range()
+    told = list(range(PORT_FLOOR, low))[::2]  # every other port of the range
+    claim(*told)
+    picks = {free_port() for _ in range(100)}
+    assert not picks & set(told)
