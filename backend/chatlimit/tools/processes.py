@@ -63,11 +63,12 @@ def ephemeral_range() -> tuple[int, int]:
 def free_port() -> int:
     """A loopback port nothing listens on, for a server about to start.
 
-    Picked below the kernel's ephemeral range, not by bind(0): a port from bind(0) is one the
-    next outgoing connection (a Redis client, a cluster node dialling another) may take as its
-    local port before our server binds it, as CI saw once (nginx: "Address already in use" on
-    a port picked seconds before). Random, so two processes picking at once rarely meet, and
-    never the same port twice in one process."""
+    CI once saw nginx refused ("Address already in use") the port a test had picked a second
+    before with bind(0). Two things can take such a port before its server binds it: another
+    bind(0) (chatlimit cluster picking its Redis nodes' ports), and an outgoing connection
+    (a Redis client, a cluster node dialling another), whose local port comes from the same
+    ephemeral range. So the pick is below that range, at random (two processes picking at
+    once rarely meet), and never twice in one process; claim() keeps a given --port out."""
     low, _ = ephemeral_range()
     if low - PORT_FLOOR < 1000:  # an unusual range leaves no room below it
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
