@@ -144,7 +144,8 @@ def test_a_new_user_costs_the_same_work_after_many_users_as_after_a_few(
     few, _ = work_per_request(stream=False, new_users=True, known=10,
                               storage_uri=storage_uri, token_limit="off", max_streams="off")
     if not storage_uri.startswith("memory"):
-        Redis.from_url(storage_uri).flushall()  # the address ceiling starts over
+        with Redis.from_url(storage_uri) as redis:
+            redis.flushall()  # the address ceiling starts over
     many, counts = work_per_request(stream=False, new_users=True, known=MANY_USERS,
                                     storage_uri=storage_uri, token_limit="off",
                                     max_streams="off")
